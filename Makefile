@@ -1,0 +1,45 @@
+# Quick start: `make demo` (set-up + one certified job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup tools demo test test-fast lint compose-check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/budgetprune demo --out demo-out
+
+# Debian's Chromium (the dashboard's browser test; Playwright drives it, no browser download)
+# and docker-compose (validates docker-compose.yml offline). Tests that need them skip without.
+tools:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || echo "could not install$$missing: tests that need them will be skipped"; \
+	  else echo "not root: install$$missing to run every test"; fi; fi
+
+test: setup tools
+	$(PY) -m pytest -q -ra
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+compose-check: tools
+	docker-compose -f docker-compose.yml config -q
+
+clean:
+	rm -rf demo-out var .pytest_cache

@@ -1,0 +1,122 @@
+"""The agent protocol: register, heartbeat, long-poll for a leased task, fetch, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from api.deps import CallingAgent, SessionDep, SettingsDep, require_enrollment_token
+from api.problems import COMMON_ERRORS
+from api.routes.devices import agent_public
+from budgetprune.config import Settings
+from budgetprune.schemas import (
+    AgentRegister,
+    AgentRegistered,
+    MeasureProtocol,
+    TaskLease,
+    TaskResult,
+)
+from budgetprune.store import Agent, crud, session_scope
+
+router = APIRouter(responses=COMMON_ERRORS, prefix="/v1/agents", tags=["agents"])
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AgentRegistered,
+    dependencies=[Depends(require_enrollment_token)],
+)
+def register(data: AgentRegister, session: SessionDep, settings: SettingsDep) -> AgentRegistered:
+    """Enrol with the shared enrollment token; the answer carries this agent's own token,
+    which every later call must use."""
+    agent, token = crud.register_agent(session, data=data)
+    return AgentRegistered(**agent_public(session, agent, settings).model_dump(), token=token)
+
+
+@router.post("/{agent_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+def heartbeat(
+    agent_id: str, agent: CallingAgent, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Alive: also extends the agent's running leases (a live agent keeps its tasks)."""
+    if not crud.touch_agent(session, agent_id=agent_id, extend_leases_s=settings.lease_seconds):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"agent {agent_id} is not registered")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _try_lease(settings: Settings, agent: Agent) -> TaskLease | None:
+    with session_scope(settings.database_url) as session:
+        task = crud.lease_next_task(session, agent=agent, lease_seconds=settings.lease_seconds)
+        if task is None:
+            return None
+        return TaskLease(
+            task_id=task.id,
+            lease_id=task.lease_id or "",
+            lease_expires_at=task.lease_expires_at,
+            runtime=task.runtime,
+            protocol=MeasureProtocol.model_validate_json(task.protocol_json),
+            input_shape=json.loads(task.input_shape_json),
+            model_sha256=task.model_sha256,
+            model_url=f"/v1/agents/{agent.id}/tasks/{task.id}/model",
+        )
+
+
+def _touch(settings: Settings, agent_id: str) -> None:
+    with session_scope(settings.database_url) as session:
+        crud.touch_agent(session, agent_id=agent_id)
+
+
+@router.get(
+    "/{agent_id}/tasks/next",
+    response_model=TaskLease,
+    responses={204: {"description": "no task within the wait"}},
+)
+async def next_task(
+    agent_id: str,
+    agent: CallingAgent,
+    settings: SettingsDep,
+    wait: Annotated[float, Query(ge=0, le=60, description="long-poll seconds")] = 20.0,
+) -> TaskLease | Response:
+    deadline = time.monotonic() + wait
+    await run_in_threadpool(_touch, settings, agent_id)  # polling is a sign of life
+    while True:
+        lease = await run_in_threadpool(_try_lease, settings, agent)
+        if lease is not None:
+            return lease
+        if time.monotonic() >= deadline:
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        await asyncio.sleep(min(settings.poll_interval_s * 2, max(deadline - time.monotonic(), 0)))
+
+
+@router.get("/{agent_id}/tasks/{task_id}/model", response_class=FileResponse)
+def download_model(
+    agent_id: str, task_id: str, agent: CallingAgent, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    task = crud.get_task(session, task_id=task_id)
+    if task is None or task.agent_id != agent_id or task.state != "leased":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task leased to this agent")
+    root = settings.data_dir.resolve()
+    path = (root / task.model_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the task's model file is gone")
+    return FileResponse(path, media_type="application/octet-stream", filename="model.onnx")
+
+
+@router.post("/{agent_id}/tasks/{task_id}/result")
+def post_result(
+    agent_id: str, task_id: str, result: TaskResult, agent: CallingAgent, session: SessionDep
+) -> dict[str, str]:
+    if result.ok and result.result is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "ok=true needs a result")
+    if not crud.complete_task(session, task_id=task_id, agent_id=agent_id, result=result):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "lease expired or not held by this agent; the task was handed to another agent",
+        )
+    return {"status": "recorded"}

@@ -1,0 +1,195 @@
+// budgetprune dashboard: plain JS, no build step. Talks to the same REST API as every client,
+// with the user's token from localStorage. Live progress: server-sent events read through
+// fetch (so the token travels in a header, not the URL), polling when the stream fails.
+"use strict";
+const API = "../v1";
+const view = document.getElementById("view");
+let stopLive = () => {};
+
+function token() { return localStorage.getItem("bp_token") || ""; }
+function headers() { return token() ? { Authorization: "Bearer " + token() } : {}; }
+function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]); }
+function ms(v) { return v == null ? "–" : v.toFixed(2) + " ms"; }
+
+async function api(path, opts = {}) {
+  const r = await fetch(API + path, { ...opts, headers: { ...headers(), ...(opts.headers || {}) } });
+  if (!r.ok) {
+    let detail = r.statusText;
+    try { detail = (await r.json()).detail; } catch (e) { /* not JSON */ }
+    throw new Error(r.status + ": " + detail);
+  }
+  return r;
+}
+
+document.getElementById("login").addEventListener("submit", e => {
+  e.preventDefault();
+  localStorage.setItem("bp_token", document.getElementById("token").value.trim());
+  document.getElementById("token").value = "";
+  route();
+});
+
+function stateBadge(s) { return `<span class="state ${esc(s)}">${esc(s)}</span>`; }
+function bar(p) { return `<span class="bar"><i style="width:${Math.round(p * 100)}%"></i></span> ${Math.round(p * 100)}%`; }
+
+async function jobsPage() {
+  const jobs = await (await api("/jobs")).json();
+  view.innerHTML = `<h2>Jobs (${jobs.count})</h2><table id="jobs"><tr><th>Job</th><th>Model</th><th>State</th><th>Phase</th><th>Progress</th><th>Budget</th><th>Measured</th><th>Created</th></tr>` +
+    jobs.data.map(j => `<tr data-id="${esc(j.id)}"><td><a href="#/jobs/${esc(j.id)}">${esc(j.id.slice(0, 8))}</a></td><td>${esc(j.spec.model)}</td><td>${stateBadge(j.state)}</td><td>${esc(j.phase)}</td><td>${bar(j.progress)}</td><td>${ms(j.budget_ms)}</td><td>${ms(j.measured_ms)}</td><td>${esc(new Date(j.created_at).toLocaleString())}</td></tr>`).join("") + "</table>";
+  const live = jobs.data.some(j => !["succeeded", "failed", "infeasible", "cancelled"].includes(j.state));
+  if (live) { const t = setTimeout(() => location.hash === "#/jobs" && jobsPage().catch(showError), 3000); stopLive = () => clearTimeout(t); }
+}
+
+function lineChart(series, opts) {
+  // series: [{name, color, points: [[x, y]], dash}], returns an SVG string.
+  const W = 520, H = 220, P = 40;
+  const pts = series.flatMap(s => s.points);
+  if (!pts.length) return "<p>No data yet.</p>";
+  const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1e-9), y0 = 0, y1 = Math.max(...ys) * 1.1 || 1;
+  const X = x => P + (x - x0) / (x1 - x0) * (W - 2 * P), Y = y => H - P + (y0 - y) / (y1 - y0) * (H - 2 * P);
+  const lines = series.map(s => `<polyline fill="none" stroke="${s.color}" stroke-width="2" ${s.dash ? 'stroke-dasharray="5,4"' : ""} points="${s.points.map(p => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" ")}"/>` +
+    s.points.map(p => s.dash ? "" : `<circle cx="${X(p[0]).toFixed(1)}" cy="${Y(p[1]).toFixed(1)}" r="2.5" fill="${s.color}"/>`).join("")).join("");
+  const legend = series.map((s, i) => `<text x="${P + i * 130}" y="14" fill="${s.color}">■ ${esc(s.name)}</text>`).join("");
+  const ticks = [0, .25, .5, .75, 1].map(f => { const v = y0 + f * (y1 - y0); return `<text x="2" y="${Y(v) + 4}" font-size="10">${v.toFixed(v < 10 ? 2 : 0)}</text><line x1="${P}" x2="${W - P}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eee"/>`; }).join("");
+  return `<svg class="chart" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${esc(opts.label)}">${ticks}${lines}${legend}<text x="${W / 2}" y="${H - 6}" font-size="11" text-anchor="middle">${esc(opts.xlabel)}</text></svg>`;
+}
+
+function latencyChart(events) {
+  const m = events.filter(e => e.measured_ms != null).map((e, i) => [i + 1, e.measured_ms]);
+  const p = events.filter(e => e.predicted_ms != null).map((e, i) => [i + 1, e.predicted_ms]);
+  const b = events.map(e => e.budget_ms).filter(v => v != null).pop();
+  const n = Math.max(m.length, p.length, 2);
+  const series = [{ name: "measured", color: "#2f6fde", points: m }, { name: "predicted", color: "#e08a1e", points: p }];
+  if (b != null) series.push({ name: "budget", color: "#c62828", dash: true, points: [[1, b], [n, b]] });
+  return lineChart(series, { label: "latency against budget", xlabel: "report" });
+}
+
+function blocksPicture(arch) {
+  const heads = arch.blocks.map(b => b.heads.length);
+  const maxMlp = Math.max(...arch.blocks.map(b => b.mlp_hidden), 1);
+  const keep = (arch.tokens && arch.tokens.keep) || {};
+  let nHeads = 0; arch.blocks.forEach(b => b.heads.forEach(h => { nHeads = Math.max(nHeads, h + 1); }));
+  return `<table class="blocks"><tr><th>Block</th><th>Heads</th><th>qk / v</th><th>MLP</th><th>Tokens</th></tr>` + arch.blocks.map((b, i) => {
+    const cells = Array.from({ length: Math.max(nHeads, heads[i]) }, (_, h) => `<span class="head ${b.attn && b.heads.includes(h) ? "" : "off"}" title="head ${h}"></span>`).join("");
+    return `<tr><td>${i}</td><td>${b.attn ? cells : "<i>dropped</i>"}</td><td>${b.attn ? b.qk_dim + " / " + b.v_dim : "–"}</td><td>${b.mlp ? `<span class="w" style="width:${Math.round(120 * b.mlp_hidden / maxMlp)}px"></span> ${b.mlp_hidden}` : "<i>dropped</i>"}</td><td>${keep[i] != null ? Math.round(keep[i] * 100) + "%" : ""}</td></tr>`;
+  }).join("") + "</table>";
+}
+
+async function download(jobId, name) {
+  const blob = await (await api(`/jobs/${jobId}/artifacts/${name}`)).blob();
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob); a.download = name; a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+function renderJob(job, events) {
+  const spec = job.spec;
+  document.getElementById("status").innerHTML = `<p>${stateBadge(job.state)} phase <b>${esc(job.phase)}</b> ${bar(job.progress)} · budget ${ms(job.budget_ms)} · ${job.measured === false ? "estimated (analytical profile, not measured)" : "measured"} ${ms(job.measured_ms)} · predicted ${ms(job.predicted_ms)}</p>` +
+    (job.error ? `<p class="error">${esc(job.error)}</p>` : "") +
+    `<p>${esc(spec.model)} · ${esc(spec.runtime)} · device ${esc(spec.device)} · ${spec.threads} thread(s) · strategy ${esc(spec.strategy)}</p>` +
+    (job.artifacts.length ? "<p>Download: " + job.artifacts.map(n => `<a href="#" data-artifact="${esc(n)}">${esc(n)}</a>`).join(" · ") + "</p>" : "");
+  document.querySelectorAll("[data-artifact]").forEach(a => a.addEventListener("click", e => { e.preventDefault(); download(job.id, a.dataset.artifact).catch(showError); }));
+  document.getElementById("latency").innerHTML = latencyChart(events);
+}
+
+async function renderResults(job) {
+  if (!job.artifacts.includes("certificate.json")) return;
+  const [cert, report, arch] = await Promise.all(["certificate.json", "report.json", "arch.json"].map(async n => (await api(`/jobs/${job.id}/artifacts/${n}`)).json()));
+  document.getElementById("cert").innerHTML = `<p class="${cert.passed ? "passed" : "notpassed"}">${cert.passed ? "PASSED" : "NOT PASSED"}: p${cert.percentile} ${ms(cert.certified_ms)} ≤ budget ${ms(cert.budget_ms)}</p><p>${cert.device.measured === false ? `<b class="estimated">ESTIMATED by the analytical profile ${esc(cert.device.runtime)}, not measured on a device</b> · ${esc(cert.device.cpu_model)}` : `${esc(cert.device.cpu_model)} · ${esc(cert.device.runtime)} ${esc(cert.device.runtime_version)} · ${cert.device.threads} thread(s) · ${cert.measured.runs} runs`}</p><pre>${esc(JSON.stringify(cert, null, 2))}</pre>`;
+  document.getElementById("blocks").innerHTML = blocksPicture(arch);
+  const curve = report.training_curve || [];
+  document.getElementById("training").innerHTML = curve.length ? lineChart([{ name: "loss", color: "#2f6fde", points: curve.map(c => [c.step, c.loss]) }], { label: "training loss", xlabel: "step" }) : `<p>No training in this job${report.accuracy && report.accuracy.note ? ": " + esc(report.accuracy.note) : "."}</p>`;
+  const rounds = report.rounds || [];
+  document.getElementById("rounds").innerHTML = `<table><tr><th>#</th><th>kind</th><th>goal</th><th>predicted</th><th>measured</th><th>GMACs</th></tr>` + rounds.map(r => `<tr><td>${r.round}</td><td>${esc(r.kind)}</td><td>${ms(r.goal_ms)}</td><td>${ms(r.predicted_ms)}</td><td>${ms(r.measured_ms)}</td><td>${r.gmacs.toFixed(3)}</td></tr>`).join("") + "</table>";
+}
+
+async function follow(jobId, onUpdate) {
+  // SSE over fetch; on failure, poll.
+  const ctrl = new AbortController();
+  let polling = null;
+  stopLive = () => { ctrl.abort(); if (polling) clearInterval(polling); };
+  try {
+    const r = await api(`/jobs/${jobId}/stream`, { signal: ctrl.signal });
+    const reader = r.body.getReader(), dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
+        const ev = /event: (\w+)/.exec(chunk), data = /data: (.*)/.exec(chunk);
+        if (ev && data) onUpdate(ev[1], JSON.parse(data[1]));
+      }
+    }
+  } catch (e) {
+    if (ctrl.signal.aborted) return;
+    polling = setInterval(async () => {
+      try { onUpdate("job", await (await api(`/jobs/${jobId}`)).json()); } catch (err) { showError(err); }
+    }, 2000);
+  }
+}
+
+async function jobPage(jobId) {
+  view.innerHTML = `<h2>Job ${esc(jobId)}</h2><div id="status"></div><div class="cards">
+    <div class="card"><h3>Latency against budget</h3><div id="latency"></div></div>
+    <div class="card"><h3>Training curve</h3><div id="training"><p>After the job.</p></div></div>
+    <div class="card wide"><h3>What was kept</h3><div id="blocks"><p>After the job.</p></div></div>
+    <div class="card"><h3>Rounds (measured on the device)</h3><div id="rounds"><p>After the job.</p></div></div>
+    <div class="card"><h3>Certificate</h3><div id="cert"><p>After the job.</p></div></div></div>`;
+  const events = (await (await api(`/jobs/${jobId}/events`)).json()).data;
+  let job = await (await api(`/jobs/${jobId}`)).json();
+  renderJob(job, events);
+  await renderResults(job);
+  if (["succeeded", "failed", "infeasible", "cancelled"].includes(job.state)) return;
+  follow(jobId, async (kind, data) => {
+    if (kind === "progress") { if (!events.some(e => e.id === data.id)) events.push(data); renderJob(job, events); return; }
+    job = data; renderJob(job, events);
+    if (["succeeded", "failed", "infeasible", "cancelled"].includes(job.state)) await renderResults(job);
+  });
+}
+
+async function devicesPage() {
+  const d = await (await api("/devices")).json();
+  view.innerHTML = `<h2>Devices (${d.count})</h2><table id="devices"><tr><th>Agent</th><th>Class</th><th>CPU / SoC</th><th>Cores</th><th>Runtimes</th><th>State</th><th>Last heartbeat</th><th>Queue</th></tr>` +
+    d.data.map(a => `<tr><td title="${esc(a.id)}">${esc(a.name)}</td><td>${esc(a.device_class)}</td><td>${esc(a.cpu_model)}</td><td>${a.cores}</td><td>${a.runtimes.map(r => esc(r.name + " " + r.version)).join(", ")}</td><td>${stateBadge(a.state)}</td><td>${esc(new Date(a.last_heartbeat).toLocaleString())}</td><td>${a.queued_tasks}</td></tr>`).join("") + "</table>" +
+    `<h2>Analytical profiles (estimates, not measured)</h2><table id="profiles"><tr><th>Device</th><th>Class</th><th>Board</th><th>Calibrated against</th></tr>` +
+    (d.profiles || []).map(p => `<tr><td>${esc(p.device)}</td><td>${esc(p.device_class)}</td><td>${esc(p.board)}</td><td>${esc(p.calibration)}</td></tr>`).join("") + "</table>";
+}
+
+function submitPage() {
+  view.innerHTML = `<h2>Submit a job</h2><form class="submit" id="submit">
+    <label>Model <input name="model" value="deit_tiny_patch16_224" required></label>
+    <label>Device (class, agent id or fpga:&lt;profile&gt;) <input name="device" value="cpu"></label>
+    <label>Runtime <select name="runtime"><option>onnxruntime</option><option>tvm</option></select></label>
+    <label>Budget (ms) <input name="budget_ms" type="number" step="any" min="0"></label>
+    <label>or fraction of dense latency <input name="budget_fraction" type="number" step="any" min="0" max="1" value="0.6"></label>
+    <button>Submit</button></form><p id="submit-result"></p>`;
+  document.getElementById("submit").addEventListener("submit", async e => {
+    e.preventDefault();
+    const f = new FormData(e.target), body = { model: f.get("model"), device: f.get("device"), runtime: f.get("runtime") };
+    if (f.get("budget_ms")) body.budget_ms = Number(f.get("budget_ms")); else body.budget_fraction = Number(f.get("budget_fraction"));
+    try {
+      const job = await (await api("/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
+      location.hash = "#/jobs/" + job.id;
+    } catch (err) { document.getElementById("submit-result").innerHTML = `<span class="error">${esc(err.message)}</span>`; }
+  });
+}
+
+function showError(e) { view.insertAdjacentHTML("afterbegin", `<p class="error">${esc(e.message)}</p>`); }
+
+async function route() {
+  stopLive(); stopLive = () => {};
+  document.getElementById("who").textContent = token() ? "token set" : "no token";
+  if (!token()) { view.innerHTML = "<p>Enter your API token (<code>budgetprune token create</code>) above.</p>"; return; }
+  const [, page, id] = (location.hash || "#/jobs").split("/");
+  try {
+    if (page === "jobs" && id) await jobPage(id);
+    else if (page === "devices") await devicesPage();
+    else if (page === "submit") submitPage();
+    else await jobsPage();
+  } catch (e) { view.innerHTML = ""; showError(e); }
+}
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,204 @@
+"""How well does the lookup-table predictor predict whole pruned models? (issue 4's headline)
+
+For each model: build (or load) its latency table on this machine, then for held-out random arch
+specs (`sample_arch` seeds 0..N-1, token pruning included; the table's own calibration models use
+seeds from 10**6 on) predict the latency, export the physical sub-network, measure it with ONNX
+Runtime here and compare. Reports the median and 95th-percentile absolute percentage error and
+the share within 5% and 10%, for the calibrated predictor, the raw table sum and, as a baseline,
+the linear-in-MACs predictor fitted on the same calibration models.
+
+    .venv/bin/python bench/predictor_accuracy.py --out bench/results/predictor_accuracy.json
+
+Results and conditions: bench/README.md, section "Latency predictor accuracy".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from budgetprune.schemas import MeasureProtocol  # noqa: E402
+from latency_tables import LinearMacsPredictor, LutPredictor, load_table, save_table  # noqa: E402
+from latency_tables.build import build_table  # noqa: E402
+from latency_tables.store import table_key  # noqa: E402
+from vitprune.export import export_onnx  # noqa: E402
+from vitprune.extract import extract_subnet  # noqa: E402
+from vitprune.models import create_model  # noqa: E402
+from vitprune.sample import sample_arch  # noqa: E402
+from worker.measurers import LocalMeasurer  # noqa: E402
+
+
+def summary(predicted: list[float], measured: list[float]) -> dict[str, float]:
+    ape = np.abs(np.array(predicted) / np.array(measured) - 1.0) * 100
+    return {
+        "median_ape_pct": float(np.median(ape)),
+        "p95_ape_pct": float(np.percentile(ape, 95)),
+        "max_ape_pct": float(ape.max()),
+        "within_5pct": float(np.mean(ape <= 5.0)),
+        "within_10pct": float(np.mean(ape <= 10.0)),
+    }
+
+
+def table_for(
+    model: str, img: int, measurer, threads: int, table_dir: Path, rebuild: bool, statistic: str
+):
+    from device_agents.fingerprint import cpu_model
+
+    for path in sorted(table_dir.glob(f"*__{model}__{img}__*.json")):
+        table = load_table(path)
+        same_device = table.device.cpu_model == cpu_model()  # a table of another CPU says nothing
+        if (
+            not rebuild
+            and same_device
+            and table.threads == threads
+            and table.statistic == statistic
+        ):
+            print(f"{model}: table {path}", file=sys.stderr)
+            return table, path
+    table = build_table(
+        model,
+        img,
+        measurer,
+        threads,
+        progress=lambda msg: print(f"{model}: {msg}", file=sys.stderr, flush=True),
+    )
+    path = save_table(table, table_dir / f"{table_key(table.device, model, img, statistic)}.json")
+    print(f"{model}: built {path} in {table.build_seconds:.0f} s", file=sys.stderr)
+    return table, path
+
+
+def run_model(args, model: str) -> dict:
+    measurer = LocalMeasurer("onnxruntime")
+    table, path = table_for(
+        model, args.img_size, measurer, args.threads, args.table_dir, args.rebuild, args.statistic
+    )
+    lut = LutPredictor(table)
+    linear = LinearMacsPredictor()
+    for p in table.whole_models:
+        linear.add(p.arch, p.measured_ms)
+    protocol = MeasureProtocol(
+        warmup=args.warmup,
+        runs=args.runs,
+        max_batches=3,
+        stability_tolerance=0.03,
+        threads=args.threads,
+    )
+    dense = create_model(model, img_size=args.img_size)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "m.onnx"
+        for seed in range(args.first_seed, args.first_seed + args.n):
+            spec = sample_arch(
+                model,
+                seed=seed,
+                img_size=args.img_size,
+                width_multiple=args.width_multiple,
+                tokens=True,
+            )
+            export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
+            result = measurer.measure(onnx_path, protocol, [1, 3, args.img_size, args.img_size])
+            measured = float(getattr(result.stats, table.statistic))
+            rows.append(
+                {
+                    "seed": seed,
+                    "arch": spec.summary(),
+                    "tokens": spec.tokens.model_dump() if spec.tokens else None,
+                    "measured_ms": measured,
+                    "stable": result.stable,
+                    "p50_ms": result.stats.p50_ms,
+                    "min_ms": result.stats.min_ms,
+                    "batch_p50_ms": result.batch_p50_ms,
+                    "predicted_ms": lut.predict(spec),
+                    "table_ms": lut.raw(spec),
+                    "linear_ms": linear.predict(spec),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{model} seed {seed}: measured {measured:.3f} predicted {r['predicted_ms']:.3f} "
+                f"({100 * (r['predicted_ms'] / measured - 1):+.1f}%)",
+                file=sys.stderr,
+                flush=True,
+            )
+    measured = [r["measured_ms"] for r in rows]
+    return {
+        "model": model,
+        "table": str(path),
+        "table_build_seconds": table.build_seconds,
+        "table_measurements": table.measurements,
+        "calibration": {
+            "scale": lut.scale,
+            "offset_ms": lut.offset,
+            "models": len(table.whole_models),
+        },
+        "lut": summary([r["predicted_ms"] for r in rows], measured),
+        "table_raw": summary([r["table_ms"] for r in rows], measured),
+        "linear_macs": summary([r["linear_ms"] for r in rows], measured),
+        "rows": rows,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--models", nargs="+", default=["deit_tiny_patch16_224", "deit_small_patch16_224"]
+    )
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--width-multiple", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--table-dir", type=Path, default=ROOT / "bench" / "results" / "tables")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--statistic", default="p50_ms", choices=["p50_ms", "min_ms"])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    import onnxruntime
+
+    from device_agents.fingerprint import host_info
+
+    started, load_before = time.time(), os.getloadavg()
+    results = [run_model(args, m) for m in args.models]
+    host = host_info()
+    body = {
+        "command": " ".join(sys.argv),
+        "cpu_model": host.cpu_model,
+        "cores": host.cores,
+        "os": host.os,
+        "onnxruntime": onnxruntime.__version__,
+        "threads": args.threads,
+        "statistic": args.statistic,
+        "protocol": {
+            "warmup": args.warmup,
+            "runs_per_batch": args.runs,
+            "max_batches": 3,
+            "stability_tolerance": 0.03,
+        },
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "wall_seconds": time.time() - started,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(body, indent=1))
+    for r in results:
+        print(r["model"], "lut", r["lut"], "raw", r["table_raw"], "linear", r["linear_macs"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Pydantic models at every boundary: job spec, arch spec, agent protocol, certificate."""
+
+from budgetprune.schemas.agent import (
+    AgentPublic,
+    AgentRegister,
+    AgentRegistered,
+    AgentsPublic,
+    ProfilePublic,
+    RuntimeInfo,
+    TaskLease,
+    TaskResult,
+)
+from budgetprune.schemas.arch import ArchSpec, BlockSpec, TokenSpec, load_arch
+from budgetprune.schemas.certificate import Certificate, Signer
+from budgetprune.schemas.job import (
+    TERMINAL_STATES,
+    JobCreate,
+    JobEventPublic,
+    JobEventsPublic,
+    JobPublic,
+    JobsPublic,
+    JobState,
+)
+from budgetprune.schemas.measurement import (
+    DeviceFingerprint,
+    LatencyStats,
+    MeasurementResult,
+    MeasureProtocol,
+)
+
+__all__ = [
+    "TERMINAL_STATES",
+    "AgentPublic",
+    "AgentRegister",
+    "AgentRegistered",
+    "AgentsPublic",
+    "ProfilePublic",
+    "ArchSpec",
+    "BlockSpec",
+    "Certificate",
+    "DeviceFingerprint",
+    "JobCreate",
+    "JobEventPublic",
+    "JobEventsPublic",
+    "JobPublic",
+    "JobState",
+    "JobsPublic",
+    "LatencyStats",
+    "MeasureProtocol",
+    "MeasurementResult",
+    "RuntimeInfo",
+    "Signer",
+    "TaskLease",
+    "TaskResult",
+    "TokenSpec",
+    "load_arch",
+]

@@ -1,0 +1,108 @@
+"""The agent protocol: what device agents and the API say to each other over HTTP.
+
+Agents pull: they register, then long-poll for a leased task, download its ONNX file, measure and
+post the result. An agent never talks to the database or the broker, so one behind NAT works.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from budgetprune.schemas.measurement import MeasurementResult, MeasureProtocol
+
+DeviceClass = Literal["cpu", "mobile", "fpga"]
+
+
+class RuntimeInfo(BaseModel):
+    name: str
+    version: str
+
+
+class AgentRegister(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "pixel-8",
+                    "device_class": "mobile",
+                    "cpu_model": "Google Tensor G3",
+                    "cores": 9,
+                    "os": "Android 14",
+                    "runtimes": [{"name": "onnxruntime", "version": "1.32.0"}],
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=100)
+    device_class: DeviceClass = "cpu"
+    cpu_model: str = Field("unknown", max_length=200)
+    cores: int = Field(1, ge=1, le=4096)
+    os: str = Field("unknown", max_length=200)
+    runtimes: list[RuntimeInfo] = Field(min_length=1)
+
+
+class AgentPublic(BaseModel):
+    id: str
+    name: str
+    device_class: DeviceClass
+    cpu_model: str
+    cores: int
+    os: str
+    runtimes: list[RuntimeInfo]
+    state: Literal["online", "busy", "offline"]
+    last_heartbeat: datetime
+    queued_tasks: int = 0
+
+
+class AgentRegistered(AgentPublic):
+    token: str = Field(description="this agent's own token; send it on every later call")
+
+
+class ProfilePublic(BaseModel):
+    """An analytical device: jobs name it as `device`; its latencies are estimates."""
+
+    device: str = Field(description="what a job names as its device, e.g. fpga:zcu102-int8")
+    device_class: DeviceClass
+    board: str
+    calibration: str = Field(description="the published latency the profile is fitted to")
+    measured: bool = False
+
+
+class AgentsPublic(BaseModel):
+    data: list[AgentPublic]
+    count: int
+    profiles: list[ProfilePublic] = Field(
+        default_factory=list, description="analytical profiles (no agent, estimates only)"
+    )
+
+
+class TaskLease(BaseModel):
+    """A measurement task leased to one agent until `lease_expires_at`."""
+
+    task_id: str
+    lease_id: str
+    lease_expires_at: datetime
+    runtime: str
+    protocol: MeasureProtocol
+    input_shape: list[int]
+    model_sha256: str
+    model_url: str = Field(description="path on the API server to download the ONNX file")
+
+
+class TaskResult(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"lease_id": "5f0c...", "ok": False, "error": "model failed to load"}]
+        },
+    )
+
+    lease_id: str
+    ok: bool
+    result: MeasurementResult | None = None
+    error: str | None = Field(None, max_length=4000)

@@ -1,0 +1,66 @@
+"""Checks a delivered folder: the certificate's signature, the model's and arch's hashes, and,
+on request, the latency measured again on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from budgetprune.errors import CertificateError
+from budgetprune.hashing import sha256_file
+from budgetprune.schemas import Certificate, load_arch
+from budgetprune.signing import check_signature
+
+
+def verify_dir(
+    directory: Path,
+    *,
+    remeasure: bool = False,
+    trusted_public_keys: list[str] | None = None,
+) -> dict[str, object]:
+    """Raise CertificateError on any mismatch; return what was checked."""
+    cert_path, model_path = directory / "certificate.json", directory / "model.onnx"
+    for path in (cert_path, model_path):
+        if not path.is_file():
+            raise CertificateError(f"{path} is missing")
+    try:
+        cert = Certificate.model_validate_json(cert_path.read_text())
+    except ValueError as exc:
+        raise CertificateError(f"certificate.json is not a valid certificate: {exc}") from None
+    check_signature(cert, trusted_public_keys)
+    if sha256_file(model_path) != cert.model_sha256:
+        raise CertificateError("model.onnx does not match the certificate's model_sha256")
+    arch_path = directory / "arch.json"
+    if arch_path.is_file() and load_arch(arch_path.read_text()).sha256() != cert.arch_sha256:
+        raise CertificateError("arch.json does not match the certificate's arch_sha256")
+    if not cert.passed:
+        raise CertificateError("the certificate says the model did not pass its budget")
+    out: dict[str, object] = {
+        "ok": True,
+        "job_id": cert.job_id,
+        "budget_ms": cert.budget_ms,
+        "certified_ms": cert.certified_ms,
+        "percentile": cert.percentile,
+        "device": cert.device.model_dump(),
+        "signer": cert.signer.key_id,
+    }
+    if remeasure:
+        from device_agents.fingerprint import local_fingerprint
+        from device_agents.measure import measure
+
+        shape = cert.device.input_shape
+        device = local_fingerprint(
+            runtime=cert.device.runtime,
+            threads=cert.protocol.threads,
+            batch_size=cert.protocol.batch_size,
+            input_shape=shape,
+        )
+        result = measure(model_path, cert.device.runtime, cert.protocol, device)
+        here = float(getattr(result.stats, f"p{cert.percentile}_ms"))
+        out["remeasured"] = {
+            f"p{cert.percentile}_ms": here,
+            "within_budget": here <= cert.budget_ms,
+            "same_cpu": device.cpu_model == cert.device.cpu_model,
+            "device": device.model_dump(),
+            "stable": result.stable,
+        }
+    return out

@@ -1,0 +1,288 @@
+"""The device agent daemon: register, heartbeat, and measure leased tasks until told to stop.
+
+Failures are sorted by whose they are. A task's failure (the model does not load, the runtime is
+missing, the bytes do not match the hash) is posted as ok=False so the job can fail with the
+reason. A server's failure (network, 5xx) is waited out with backoff. A 404 for our agent id
+means the server forgot us (database reset): register again. Only a refused token (401) or a
+machine with no runtime at all ends the daemon, since retrying cannot fix either.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from budgetprune.schemas.agent import (
+    AgentRegister,
+    DeviceClass,
+    RuntimeInfo,
+    TaskLease,
+    TaskResult,
+)
+from device_agents._backoff import backoff_delay
+from device_agents.client import AgentClient
+from device_agents.errors import (
+    AgentError,
+    AgentStoppedError,
+    AuthenticationError,
+    MeasurementStoppedError,
+    ModelDownloadError,
+    UnknownAgentError,
+)
+from device_agents.fingerprint import host_info, local_fingerprint
+from device_agents.measure import measure
+from device_agents.runtimes import available_runtimes
+
+__all__ = ["Agent", "main"]
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR_CHARS = 4000  # TaskResult.error's limit
+_TASK_FILE_PREFIX = "task-"
+
+
+class Agent:
+    def __init__(
+        self,
+        client: AgentClient,
+        name: str,
+        device_class: DeviceClass = "cpu",
+        *,
+        work_dir: Path,
+        poll_wait_s: float = 20.0,
+        heartbeat_s: float = 10.0,
+        error_backoff_s: float = 1.0,
+        error_backoff_cap_s: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.device_class: DeviceClass = device_class
+        self.work_dir = Path(work_dir)
+        self.poll_wait_s = poll_wait_s
+        self.heartbeat_s = heartbeat_s
+        self.error_backoff_s = error_backoff_s
+        self.error_backoff_cap_s = error_backoff_cap_s
+        self.agent_id: str | None = None
+        self.tasks_done = 0
+        self.busy = False  # measuring a task: a first signal lets it finish
+        self._runtimes: list[RuntimeInfo] = []
+        # set by either thread when the server answers 404 for our id; the main loop registers
+        self._reregister = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set. Returns promptly after it is set (at most one long poll)."""
+        self._runtimes = available_runtimes()
+        if not self._runtimes:
+            raise AgentError("no measurement runtime is importable here: install onnxruntime")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_task_files()
+        heartbeat_stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat_loop, args=(heartbeat_stop,), name="agent-heartbeat", daemon=True
+        )
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    if self.agent_id is None or self._reregister.is_set():
+                        self._register()
+                        if not heartbeat.is_alive():
+                            heartbeat.start()
+                    lease = self.client.next_task(self.agent_id or "", self.poll_wait_s)
+                    if lease is not None:
+                        self._handle(lease, stop)
+                    failures = 0
+                except UnknownAgentError as exc:
+                    log.warning("%s; registering again", exc)
+                    self._reregister.set()
+                    failures += 1
+                    if failures > 1:  # forgotten again right away: do not hammer the server
+                        stop.wait(
+                            backoff_delay(failures, self.error_backoff_s, self.error_backoff_cap_s)
+                        )
+                except AgentStoppedError:
+                    break
+                except AuthenticationError:
+                    raise
+                except Exception as exc:  # a daemon outlives server hiccups and its own bugs
+                    failures += 1
+                    delay = backoff_delay(failures, self.error_backoff_s, self.error_backoff_cap_s)
+                    if isinstance(exc, AgentError):
+                        log.warning("server problem (%s); trying again in %.1f s", exc, delay)
+                    else:
+                        log.exception("unexpected error; trying again in %.1f s", delay)
+                    stop.wait(delay)
+        finally:
+            heartbeat_stop.set()
+            if heartbeat.is_alive():
+                heartbeat.join(timeout=5.0)
+            self._remove_task_files()
+        log.info("agent %s stopped after %d task(s)", self.agent_id, self.tasks_done)
+
+    def _register(self) -> None:
+        runtimes = self._runtimes
+        host = host_info()
+        public = self.client.register(
+            AgentRegister(
+                name=self.name,
+                device_class=self.device_class,
+                cpu_model=host.cpu_model,
+                cores=host.cores,
+                os=host.os,
+                runtimes=runtimes,
+            )
+        )
+        self.agent_id = public.id
+        self._reregister.clear()
+        names = ", ".join(f"{r.name} {r.version}" for r in runtimes)
+        log.info("registered as agent %s (%s; %s)", public.id, host.cpu_model, names)
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_s):
+            agent_id = self.agent_id
+            if agent_id is None or self._reregister.is_set():
+                continue
+            try:
+                self.client.heartbeat(agent_id)
+            except UnknownAgentError:
+                self._reregister.set()
+            except AgentStoppedError:
+                return
+            except AgentError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- one task ------------------------------------------------------------------------------
+
+    def _handle(self, lease: TaskLease, stop: threading.Event) -> None:
+        """Download, measure, post. Server errors propagate to the loop; task errors are posted."""
+        self.busy = True
+        try:
+            self._handle_task(lease, stop)
+        finally:
+            self.busy = False
+
+    def _handle_task(self, lease: TaskLease, stop: threading.Event) -> None:
+        log.info("task %s: %s, %d thread(s)", lease.task_id, lease.runtime, lease.protocol.threads)
+        path = self.work_dir / f"{_TASK_FILE_PREFIX}{_safe_name(lease.task_id)}.onnx"
+        try:
+            try:
+                self.client.download_model(lease, path)
+            except ModelDownloadError as exc:
+                self._post(lease, TaskResult(lease_id=lease.lease_id, ok=False, error=_text(exc)))
+                return
+            try:
+                device = local_fingerprint(
+                    runtime=lease.runtime,
+                    threads=lease.protocol.threads,
+                    batch_size=lease.protocol.batch_size,
+                    input_shape=lease.input_shape,
+                    agent_id=self.agent_id,
+                    device_class=self.device_class,
+                )
+                result = measure(path, lease.runtime, lease.protocol, device, stop=stop)
+            except MeasurementStoppedError:
+                # not posted: the lease runs out and the server hands the task to someone else
+                log.info("task %s abandoned: agent stopping", lease.task_id)
+                return
+            except Exception as exc:  # whatever the runtime raised is the task's outcome
+                log.exception("task %s failed", lease.task_id)
+                self._post(lease, TaskResult(lease_id=lease.lease_id, ok=False, error=_text(exc)))
+                return
+            log.info(
+                "task %s: p50 %.3f ms, p90 %.3f ms over %d runs (stable: %s)",
+                lease.task_id,
+                result.stats.p50_ms,
+                result.stats.p90_ms,
+                result.stats.runs,
+                result.stable,
+            )
+            self._post(lease, TaskResult(lease_id=lease.lease_id, ok=True, result=result))
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _post(self, lease: TaskLease, result: TaskResult) -> None:
+        if self.client.post_result(self.agent_id or "", lease.task_id, result):
+            self.tasks_done += 1
+        else:
+            log.warning(
+                "task %s: result refused (409): the lease expired or is not ours", lease.task_id
+            )
+
+    def _remove_task_files(self) -> None:
+        """Downloads left by a crash would otherwise pile up on a small device."""
+        for leftover in self.work_dir.glob(f"{_TASK_FILE_PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+        for leftover in self.work_dir.glob(f".{_TASK_FILE_PREFIX}*.part"):
+            leftover.unlink(missing_ok=True)
+
+
+def _safe_name(task_id: str) -> str:
+    """A server-chosen id must not steer where files land."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:80] or "task"
+
+
+def _text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+
+
+def main(
+    server: str,
+    token: str,
+    name: str,
+    device_class: DeviceClass = "cpu",
+    work_dir: Path = Path("var/agent"),
+) -> int:
+    """Entry point for `budgetprune agent`. Exit codes: 0 stopped by a signal, 1 fatal
+    configuration error (bad token, no runtime), 130 second interrupt."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    # httpx logs every request at INFO: one line per poll and heartbeat would bury the tasks
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    agent: Agent | None = None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if agent is None or not agent.busy:
+            # idle, most likely inside a long poll: nothing to finish, so do not wait it out
+            log.info("signal %d: stopping", signum)
+            raise AgentStoppedError("stopped by a signal")
+        log.info("signal %d: finishing the task (send it again to abort)", signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        with AgentClient(server, token, stop=stop, timeout=30.0) as client:
+            agent = Agent(client, name, device_class, work_dir=work_dir)
+            agent.run(stop)
+        return 0
+    except AgentStoppedError:  # a signal before the loop started
+        return 0
+    except AuthenticationError as exc:
+        log.error("%s", exc)
+        return 1
+    except AgentError as exc:
+        log.error("agent cannot run: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,92 @@
+"""Apache TVM (Relax, 0.27) as a runtime; registered only where `tvm` can be imported.
+
+Install with the `tvm` extra (apache-tvm 0.27.0.post1 with apache-tvm-ffi pinned to 0.1.14.post1:
+0.1.15.post2 segfaults in JSON serialisation). Tested in tests/device_agents/test_tvm_runtime.py.
+ONNX enters through relax.frontend.onnx.from_onnx, targets are dicts, and TVM's thread pool must
+be sized with TVM_NUM_THREADS before it starts (it otherwise uses half the cores). The build is
+untuned: on ViTs it runs tens of times slower than ONNX Runtime (DeiT-T at 64 px, 1 thread, this
+2-core Xeon, 10 runs p50: 97.6 ms vs 2.45 ms, on a busy machine), so its latencies only mean
+something for modules tuned elsewhere (MetaSchedule, see tvm-notes.md).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from budgetprune.errors import MeasurementError
+from device_agents.runtimes.base import Runtime, Session
+from device_agents.runtimes.onnx_file import check_self_contained
+from device_agents.runtimes.registry import register_runtime
+
+__all__ = ["TvmRuntime", "TvmSession"]
+
+
+class TvmSession(Session):
+    def __init__(self, vm: Any, device: Any, shape: list[int | None], dtype: str) -> None:
+        import tvm
+
+        self._vm = vm
+        self._device = device
+        # tvm-ffi builds call arrays "tensor"; older builds "nd.array"
+        self._to_tvm = getattr(tvm.runtime, "tensor", None) or tvm.nd.array
+        self.input_shape = tuple(shape)
+        self.input_dtype = np.dtype(dtype)
+
+    def run(self, x: np.ndarray) -> None:
+        out = self._vm["main"](self._to_tvm(x, device=self._device))
+        # the VM may return before the kernels finish on some devices; CPU is synchronous
+        self._device.sync()
+        del out
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        out = self._vm["main"](self._to_tvm(x, device=self._device))
+        if not hasattr(out, "numpy"):  # several outputs come back as a tuple
+            out = out[0]
+        return out.numpy()
+
+
+class TvmRuntime(Runtime):
+    module = "tvm"
+
+    def version(self) -> str:
+        # from the package metadata: importing tvm takes seconds and pulls in torch where it is
+        # installed, and agents call this when they register
+        try:
+            return importlib.metadata.version("apache-tvm")
+        except importlib.metadata.PackageNotFoundError:  # a source build of tvm
+            import tvm
+
+            return str(tvm.__version__)
+
+    def load(self, path: Path, threads: int) -> Session:
+        # read once, when TVM's thread pool starts: the first load in a process fixes it
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+        check_self_contained(path)
+        import onnx
+        import tvm
+        from tvm import relax
+        from tvm.relax.frontend.onnx import from_onnx
+
+        model = onnx.load(str(path))
+        weights = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in weights]
+        if len(inputs) != 1:
+            raise MeasurementError("the TVM runtime expects a model with exactly one input")
+        dims = inputs[0].type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
+        mod = from_onnx(model, keep_params_in_input=False)
+        target = tvm.target.Target({"kind": "llvm", "num-cores": threads})
+        executable = tvm.compile(mod, target=target)
+        device = tvm.cpu()
+        return TvmSession(relax.VirtualMachine(executable, device), device, shape, str(dtype))
+
+
+if importlib.util.find_spec("tvm") is not None:
+    register_runtime("tvm")(TvmRuntime)

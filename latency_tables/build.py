@@ -1,0 +1,339 @@
+"""Measure a latency lookup table through a Measurer: locally, or on a device agent.
+
+Every number comes from an ONNX graph sent through `Measurer.measure`, the same call the
+pipeline uses for whole models, so a table can be built on any device an agent serves. Blocks
+are costed in context, by the slope of latency over stacks of 1..k identical blocks; single
+graphs (selector, head, embedding) have a trivial graph's run overhead subtracted. At the end
+a few whole models are measured: their table sums check the table and calibrate the predictor.
+The default grid took 129-179 s for deit_tiny and 395 s for deit_small at 224 (ONNX Runtime
+1.32, 1 thread, this 2-core Xeon while other jobs ran; bench/README.md).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from budgetprune.catalog import ModelInfo, get_model_info
+from budgetprune.errors import MeasurementError
+from budgetprune.schemas.arch import ArchSpec, BlockSpec
+from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
+from latency_tables import microbench as mb
+from latency_tables.predictor import table_breakdown
+from latency_tables.schema import (
+    AttentionGrid,
+    Curve,
+    LatencyTable,
+    MlpGrid,
+    SelectorGrid,
+    Statistic,
+    WholeModelPoint,
+)
+from vitprune.export import export_onnx
+from vitprune.extract import extract_subnet
+from vitprune.models import create_model
+from vitprune.sample import sample_arch
+from worker.measurers import Measurer
+
+__all__ = ["TableGrid", "build_table", "table_protocol", "smallest_spec"]
+
+Progress = Callable[[str], None]
+
+
+class TableGrid(BaseModel):
+    """Where the table is measured, as fractions of the model's full sizes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_fractions: list[float] = Field(
+        default=[1.0, 0.75, 0.5, 0.33, 0.2, 0.1, 0.03], description="of the patch tokens"
+    )
+    dim_fractions: list[float] = Field(default=[0.125, 0.25, 0.5, 0.75, 1.0])
+    hidden_fractions: list[float] = Field(
+        default=[1 / 96, 1 / 24, 1 / 12, 1 / 6, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0]
+    )
+    max_head_points: int = Field(6, ge=2, description="head counts measured (evenly spread)")
+    stack_depths: list[int] = Field(default=[1, 3], min_length=2)
+    evict_bytes: int = Field(8 << 20, ge=0, description="weights every graph streams (0: none)")
+    whole_models: int = Field(4, ge=0, description="random sub-networks measured whole")
+    width_multiple: int = Field(8, ge=1, description="of the random whole models' widths")
+
+    def tokens(self, info: ModelInfo, img_size: int) -> list[int]:
+        patches = info.num_patches(img_size)
+        kept = {max(1, round(f * patches)) for f in self.token_fractions}
+        return sorted(info.num_prefix_tokens + k for k in kept)
+
+    def heads(self, info: ModelInfo) -> list[int]:
+        n = min(self.max_head_points, info.num_heads)
+        return sorted({round(1 + i * (info.num_heads - 1) / max(n - 1, 1)) for i in range(n)})
+
+    def dims(self, info: ModelInfo) -> list[int]:
+        return _widths(self.dim_fractions, info.head_dim)
+
+    def hidden(self, info: ModelInfo) -> list[int]:
+        return _widths(self.hidden_fractions, info.mlp_hidden)
+
+
+def _widths(fractions: list[float], full: int) -> list[int]:
+    """Fractions of `full` as multiples of 8 where possible (the widths the engine produces)."""
+    step = 8 if full >= 16 else 1
+    out = {min(full, max(step, round(f * full / step) * step)) for f in fractions}
+    return sorted(out | {full})
+
+
+def table_protocol(threads: int, batch_size: int = 1) -> MeasureProtocol:
+    """Short batches (graphs are many and small), repeated until their p50s agree within 5%."""
+    return MeasureProtocol(
+        warmup=10,
+        runs=40,
+        max_batches=3,
+        stability_tolerance=0.05,
+        threads=threads,
+        batch_size=batch_size,
+    )
+
+
+def smallest_spec(model: str, img_size: int, num_classes: int) -> ArchSpec:
+    """One head of 8 qk/v dims and 8 neurons per block: the low end of what the engine builds."""
+    block = BlockSpec(heads=[0], qk_dim=8, v_dim=8, mlp_hidden=8)
+    info = get_model_info(model)
+    return ArchSpec(
+        model=model,
+        img_size=img_size,
+        num_classes=num_classes,
+        blocks=[block.model_copy() for _ in range(info.depth)],
+    )
+
+
+class _Bench:
+    """Exports graphs and measures them through the measurer; one device for the whole table."""
+
+    def __init__(
+        self,
+        measurer: Measurer,
+        protocol: MeasureProtocol,
+        statistic: Statistic,
+        work_dir: Path,
+        dim: int,
+        evict_bytes: int,
+    ) -> None:
+        self.measurer = measurer
+        self.protocol = protocol
+        self.statistic = statistic
+        self.work_dir = work_dir
+        self.dim = dim
+        self.evict_bytes = evict_bytes
+        self.device: DeviceFingerprint | None = None
+        self.count = 0
+
+    def ms(self, module: nn.Module, input_shape: list[int], *, evict: bool = True) -> float:
+        if evict and self.evict_bytes:
+            module = mb.Evicting(module, self.dim, self.evict_bytes)
+        path = mb.export_graph(module, self.work_dir / f"g{self.count}.onnx", input_shape)
+        return self._measure(path, input_shape)
+
+    def _measure(self, path: Path, input_shape: list[int]) -> float:
+        result = self.measurer.measure(path, self.protocol, input_shape)
+        path.unlink(missing_ok=True)
+        where = result.device.model_dump(exclude={"input_shape"})
+        if self.device is None:
+            self.device = result.device
+        elif where != self.device.model_dump(exclude={"input_shape"}):
+            raise MeasurementError(
+                "the table's graphs were measured on different devices or settings: "
+                f"{self.device.model_dump()} then {result.device.model_dump()}"
+            )
+        self.count += 1
+        return float(getattr(result.stats, self.statistic))
+
+    def whole(self, model: nn.Module, spec: ArchSpec, batch_size: int) -> float:
+        path = self.work_dir / f"g{self.count}.onnx"
+        export_onnx(
+            extract_subnet(model, spec), path, img_size=spec.img_size, batch_size=batch_size
+        )
+        return self._measure(path, [batch_size, 3, spec.img_size, spec.img_size])
+
+    def slope(
+        self, make: Callable[[int], nn.Module], input_shape: list[int], depths: list[int]
+    ) -> float:
+        """Per-block cost: least-squares slope of latency over stack depth."""
+        t = [self.ms(make(k), input_shape) for k in depths]
+        # a block cheaper than the timing noise can come out negative: it costs ~nothing (the
+        # deepest stack over its depth would charge it the graph's sweep and run overhead)
+        return max(0.0, float(np.polyfit(depths, t, 1)[0]))
+
+
+def build_table(
+    model: str,
+    img_size: int,
+    measurer: Measurer,
+    threads: int,
+    *,
+    num_classes: int | None = None,
+    batch_size: int = 1,
+    protocol: MeasureProtocol | None = None,
+    statistic: Statistic = "p50_ms",
+    grid: TableGrid | None = None,
+    work_dir: Path | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> LatencyTable:
+    """Measure the lookup table of `model` at `img_size` with `measurer` (its runtime, `threads`
+    compute threads, batch `batch_size`); the table records how long this took."""
+    started = time.monotonic()
+    info = get_model_info(model)
+    grid = grid or TableGrid()
+    protocol = protocol or table_protocol(threads, batch_size)
+    if protocol.threads != threads or protocol.batch_size != batch_size:
+        raise ValueError("the protocol's threads and batch size must be the table's")
+    say = progress or (lambda _msg: None)
+    torch.manual_seed(seed)
+    dense = create_model(model, img_size=img_size, num_classes=num_classes)
+    num_classes = dense.num_classes
+    block = dense.blocks[0]
+    d, b = info.embed_dim, batch_size
+    tokens = grid.tokens(info, img_size)
+    heads, dims, hidden = grid.heads(info), grid.dims(info), grid.hidden(info)
+    depths = grid.stack_depths
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        bench = _Bench(measurer, protocol, statistic, Path(tmp), d, grid.evict_bytes)
+        overhead = [bench.ms(mb.overhead_graph(), [b, n, d]) for n in tokens]
+        say(f"overhead: {dict(zip(tokens, overhead, strict=True))}")
+
+        full = info.head_dim
+        qk_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
+        v_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
+        for i, n in enumerate(tokens):
+            for j, h in enumerate(heads):
+                for k, dim in enumerate(dims):
+                    qk_ms[i][j][k] = bench.slope(
+                        lambda depth, h=h, dim=dim: mb.attention_stack(
+                            block, heads=h, qk_dim=dim, v_dim=full, depth=depth
+                        ),
+                        [b, n, d],
+                        depths,
+                    )
+                    v_ms[i][j][k] = (
+                        qk_ms[i][j][k]
+                        if dim == full
+                        else bench.slope(
+                            lambda depth, h=h, dim=dim: mb.attention_stack(
+                                block, heads=h, qk_dim=full, v_dim=dim, depth=depth
+                            ),
+                            [b, n, d],
+                            depths,
+                        )
+                    )
+            say(
+                f"attention at {n} tokens: {bench.count} graphs, {time.monotonic() - started:.0f} s"
+            )
+        attention = AttentionGrid(tokens=tokens, heads=heads, dims=dims, qk_ms=qk_ms, v_ms=v_ms)
+
+        mlp_ms = [
+            [
+                bench.slope(
+                    lambda depth, k=k: mb.mlp_stack(block, hidden=k, depth=depth), [b, n, d], depths
+                )
+                for k in hidden
+            ]
+            for n in tokens
+        ]
+        say(f"mlp: {bench.count} graphs, {time.monotonic() - started:.0f} s")
+
+        def single(module: nn.Module, i: int, n: int) -> float:
+            return max(0.0, bench.ms(module, [b, n, d]) - overhead[i])
+
+        sel_tokens, sel_ms, sel_pkg = [], [], []
+        for i, n in enumerate(tokens):
+            patches = n - info.num_prefix_tokens
+            if patches < 2:
+                continue
+            keep = max(1, math.ceil(patches / 2))
+            common = {"num_prefix": info.num_prefix_tokens, "num_patches": patches, "keep": keep}
+            sel_tokens.append(n)
+            sel_ms.append(single(mb.selector_graph(block, package=False, **common), i, n))
+            sel_pkg.append(single(mb.selector_graph(block, package=True, **common), i, n))
+        selector = (
+            SelectorGrid(tokens=sel_tokens, ms=sel_ms, package_ms=sel_pkg) if sel_tokens else None
+        )
+        head = Curve(
+            tokens=tokens, ms=[single(mb.head_graph(dense), i, n) for i, n in enumerate(tokens)]
+        )
+        image = [b, 3, img_size, img_size]
+        patch_embed = max(0.0, bench.ms(mb.embed_graph(dense), image) - overhead[-1])
+        sweep = overhead[-1] - bench.ms(mb.overhead_graph(), [b, tokens[-1], d], evict=False)
+        fixed = bench.ms(mb.no_block_model(dense), image) - max(0.0, sweep)
+        say(f"selector, head, embedding: {bench.count} graphs, {time.monotonic() - started:.0f} s")
+
+        table = LatencyTable(
+            model=model,
+            img_size=img_size,
+            num_classes=num_classes,
+            batch_size=batch_size,
+            device=_device(bench),
+            protocol=protocol,
+            statistic=statistic,
+            stack_depths=depths,
+            built_at=datetime.now(UTC),
+            build_seconds=0.0,
+            measurements=bench.count,
+            evict_bytes=grid.evict_bytes,
+            fixed_ms=fixed,
+            patch_embed_ms=patch_embed,
+            head=head,
+            overhead=Curve(tokens=tokens, ms=overhead),
+            attention=attention,
+            mlp=MlpGrid(tokens=tokens, hidden=hidden, ms=mlp_ms),
+            selector=selector,
+        )
+        specs = [
+            ArchSpec.dense(model, img_size, num_classes),
+            smallest_spec(model, img_size, num_classes),
+        ]
+        specs += [
+            sample_arch(
+                model,
+                seed=10**6 + seed + s,
+                img_size=img_size,
+                num_classes=num_classes,
+                width_multiple=grid.width_multiple,
+                tokens=selector is not None,
+            )
+            for s in range(grid.whole_models)
+        ]
+        points = []
+        for spec in specs:
+            measured = bench.whole(dense, spec, batch_size)
+            points.append(
+                WholeModelPoint(
+                    arch=spec, measured_ms=measured, table_ms=table_breakdown(table, spec).total_ms
+                )
+            )
+            say(
+                f"whole model {spec.summary()}: measured {measured:.3f} ms, "
+                f"table {points[-1].table_ms:.3f} ms"
+            )
+    return table.model_copy(
+        update={
+            "whole_models": points,
+            "measurements": bench.count,
+            "build_seconds": time.monotonic() - started,
+            "device": _device(bench),
+        }
+    )
+
+
+def _device(bench: _Bench) -> DeviceFingerprint:
+    if bench.device is None:
+        raise MeasurementError("no graph was measured")
+    return bench.device.model_copy(update={"input_shape": []})

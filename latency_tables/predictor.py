@@ -1,0 +1,162 @@
+"""Arch spec -> latency from a lookup table, calibrated on whole models measured on the device.
+
+The table's raw sum (fixed part + each block's attention and MLP + token selectors) is what the
+blocks cost in stacks of their own kind; a whole model differs slightly (blocks of mixed widths
+share caches differently, the runtime fuses across the embedding). A line
+`measured = scale * raw + offset`, fitted on whole models measured on the same device, absorbs
+that residual; it starts from the whole models the builder measured into the table and learns
+from every model `add`ed later. The interface is LinearMacsPredictor's, so the pipeline can use
+either. Torch-free, so the API and agents can run it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from budgetprune.schemas.arch import ArchSpec
+from latency_tables.lookup import attention_ms, fixed_ms, mlp_ms, selector_ms
+from latency_tables.schema import LatencyTable
+from vitprune.cost import token_stages, tokens_per_block
+
+__all__ = ["LutPredictor", "Breakdown", "table_breakdown", "check_fits", "monotone"]
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """The table's raw estimate of one spec, by part (milliseconds)."""
+
+    fixed_ms: float
+    attention_ms: list[float]
+    mlp_ms: list[float]
+    selector_ms: list[float]
+
+    @property
+    def total_ms(self) -> float:
+        return self.fixed_ms + sum(self.attention_ms) + sum(self.mlp_ms) + sum(self.selector_ms)
+
+
+def check_fits(table: LatencyTable, spec: ArchSpec) -> None:
+    """Refuse a spec the table was not measured for (another model, image or head size)."""
+    mine = (table.model, table.img_size, table.num_classes)
+    theirs = (spec.model, spec.img_size, spec.num_classes)
+    if mine != theirs:
+        raise ValueError(
+            f"the table is for (model, img_size, num_classes) = {mine}, the spec is {theirs}; "
+            "build a table for it with `budgetprune lut build`"
+        )
+
+
+def table_breakdown(table: LatencyTable, spec: ArchSpec) -> Breakdown:
+    check_fits(table, spec)
+    info = spec.info
+    counts = tokens_per_block(spec)
+    attn, mlp = [], []
+    for blk, n in zip(spec.blocks, counts, strict=True):
+        attn.append(
+            attention_ms(table, n, len(blk.heads), blk.qk_dim, blk.v_dim) if blk.attn else 0.0
+        )
+        mlp.append(mlp_ms(table, n, blk.mlp_hidden) if blk.mlp else 0.0)
+    selectors = [
+        selector_ms(
+            table,
+            info.num_prefix_tokens + s.num_patches + int(s.has_package),
+            s.make_package or s.has_package,
+        )
+        for s in token_stages(spec)
+    ]
+    full = info.num_prefix_tokens + info.num_patches(spec.img_size)
+    return Breakdown(fixed_ms(table, counts[-1], full), attn, mlp, selectors)
+
+
+def monotone(table: LatencyTable) -> LatencyTable:
+    """The table with every cost made non-decreasing in tokens, heads, dims and neurons.
+
+    Measured grids are noisy where blocks are cheap (a few tokens, tens of microseconds), and a
+    grid point that reads lower than a smaller one tells a search that removing a head costs
+    time: NetAdapt then finds nothing to remove. More work never takes less time, so each
+    axis gets its running maximum (the noise is bounded by the neighbours instead)."""
+
+    def up(values: list, axes: tuple[int, ...]) -> list:
+        arr = np.asarray(values, dtype=float)
+        for axis in axes:
+            arr = np.maximum.accumulate(arr, axis=axis)
+        return arr.tolist()
+
+    att, mlp = table.attention, table.mlp
+    update: dict[str, object] = {
+        "attention": att.model_copy(
+            update={"qk_ms": up(att.qk_ms, (2, 1, 0)), "v_ms": up(att.v_ms, (2, 1, 0))}
+        ),
+        "mlp": mlp.model_copy(update={"ms": up(mlp.ms, (1, 0))}),
+        "head": table.head.model_copy(update={"ms": up(table.head.ms, (0,))}),
+    }
+    if table.selector is not None:
+        sel = table.selector
+        update["selector"] = sel.model_copy(
+            update={"ms": up(sel.ms, (0,)), "package_ms": up(sel.package_ms, (0,))}
+        )
+    return table.model_copy(update=update)
+
+
+@dataclass
+class LutPredictor:
+    """ms = scale * table sum + offset; the line is refitted on every measured whole model."""
+
+    table: LatencyTable
+    use_table_models: bool = True
+    points: list[tuple[float, float]] = field(default_factory=list)  # (table ms, measured ms)
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.table = monotone(self.table)
+        if self.use_table_models:
+            self.points.extend((self.raw(p.arch), p.measured_ms) for p in self.table.whole_models)
+        self._fit()
+
+    def raw(self, spec: ArchSpec) -> float:
+        return table_breakdown(self.table, spec).total_ms
+
+    def restore(self, points: list[tuple[float, float]] | list[list[float]]) -> None:
+        """Reload the points a previous attempt of the same job saved (table points included)."""
+        self.points = [(float(t), float(ms)) for t, ms in points]
+        self._fit()
+
+    def add(self, spec: ArchSpec, measured_ms: float) -> None:
+        self.points.append((self.raw(spec), measured_ms))
+        self._fit()
+
+    def _fit(self) -> None:
+        """Least squares on RELATIVE error (rows weighted by 1/measured): the accuracy that
+        matters is a percentage of each model's latency, not of the largest one's."""
+        x = np.array([p[0] for p in self.points], dtype=float)
+        y = np.array([p[1] for p in self.points], dtype=float)
+        if len(x) == 0:
+            self.scale, self.offset = 1.0, 0.0
+            return
+        if len(x) == 1 or np.ptp(x) < 1e-9 * max(x.max(), 1.0):
+            self.scale, self.offset = float(np.sum(y / x) / len(x)), 0.0
+            return
+        a = np.stack([x, np.ones_like(x)], axis=1) / y[:, None]
+        scale, offset = np.linalg.lstsq(a, np.ones_like(y), rcond=None)[0]
+        if scale <= 0:  # noise tilted the line; latency never falls with more work
+            scale, offset = float(np.mean(y / x)), 0.0
+        self.scale, self.offset = float(scale), float(offset)
+
+    def predict(self, spec: ArchSpec) -> float:
+        return self.scale * self.raw(spec) + self.offset
+
+    def describe(self) -> dict[str, object]:
+        t = self.table
+        return {
+            "kind": "lookup-table",
+            "model": t.model,
+            "img_size": t.img_size,
+            "device": t.device.model_dump(mode="json"),
+            "statistic": t.statistic,
+            "scale": self.scale,
+            "offset_ms": self.offset,
+            "points": [{"table_ms": r, "measured_ms": m} for r, m in self.points],
+        }

@@ -1,0 +1,169 @@
+"""The latency lookup table: measured block latencies of one model family on one device.
+
+A table is only valid for the exact conditions it was measured under, so it carries them all
+(the agent's full fingerprint, runtime and version, threads, batch size, the protocol and the
+statistic) and `store.table_key` files it under them. Values are per-block costs taken from the
+slope over stacks of identical blocks (see `build.py`), in milliseconds. Torch-free.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from budgetprune.schemas.arch import ArchSpec
+from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Statistic",
+    "Curve",
+    "AttentionGrid",
+    "MlpGrid",
+    "SelectorGrid",
+    "WholeModelPoint",
+    "LatencyTable",
+]
+
+SCHEMA_VERSION = 1
+
+Statistic = Literal["p50_ms", "p90_ms", "mean_ms", "min_ms"]
+
+
+def _shape(name: str, values: list, dims: tuple[int, ...]) -> None:
+    """Refuse a nested list whose shape differs from the axes it is indexed by."""
+    if len(values) != dims[0]:
+        raise ValueError(f"{name}: {len(values)} rows for an axis of {dims[0]}")
+    if len(dims) > 1:
+        for row in values:
+            _shape(name, row, dims[1:])
+
+
+def _ascending(name: str, axis: list[int]) -> None:
+    if not axis or any(b <= a for a, b in zip(axis, axis[1:], strict=False)):
+        raise ValueError(f"{name} must be a non-empty, strictly ascending grid, got {axis}")
+
+
+class Curve(BaseModel):
+    """Milliseconds as a function of the token count, interpolated linearly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[int]
+    ms: list[float]
+
+    @model_validator(mode="after")
+    def _check(self) -> Curve:
+        _ascending("tokens", self.tokens)
+        _shape("ms", self.ms, (len(self.tokens),))
+        return self
+
+
+class AttentionGrid(BaseModel):
+    """Attention branch (norm1, qkv, scores, softmax, values, proj, residual) per block.
+
+    Two slices through the (tokens, heads, qk_dim, v_dim) space, both through full head dims:
+    `qk_ms[n][h][i]` varies qk_dim = dims[i] with v_dim full, `v_ms` varies v_dim with qk_dim
+    full. The predictor adds the two and subtracts the shared full point: qk and v widths touch
+    different matmuls (scores vs values and proj), so their costs add.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[int]
+    heads: list[int]
+    dims: list[int]
+    qk_ms: list[list[list[float]]]
+    v_ms: list[list[list[float]]]
+
+    @model_validator(mode="after")
+    def _check(self) -> AttentionGrid:
+        for name in ("tokens", "heads", "dims"):
+            _ascending(name, getattr(self, name))
+        shape = (len(self.tokens), len(self.heads), len(self.dims))
+        _shape("qk_ms", self.qk_ms, shape)
+        _shape("v_ms", self.v_ms, shape)
+        return self
+
+
+class MlpGrid(BaseModel):
+    """MLP branch (norm2, fc1, GELU, fc2, residual) per block: `ms[n][i]` at hidden[i]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[int]
+    hidden: list[int]
+    ms: list[list[float]]
+
+    @model_validator(mode="after")
+    def _check(self) -> MlpGrid:
+        _ascending("tokens", self.tokens)
+        _ascending("hidden", self.hidden)
+        _shape("ms", self.ms, (len(self.tokens), len(self.hidden)))
+        return self
+
+
+class SelectorGrid(BaseModel):
+    """Token selector in front of a block, by incoming token count; with and without merging the
+    dropped tokens into a package token. Measured at about half the patches kept: its cost is
+    dominated by the norm and scores over all incoming tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[int]
+    ms: list[float]
+    package_ms: list[float]
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectorGrid:
+        _ascending("tokens", self.tokens)
+        _shape("ms", self.ms, (len(self.tokens),))
+        _shape("package_ms", self.package_ms, (len(self.tokens),))
+        return self
+
+
+class WholeModelPoint(BaseModel):
+    """A whole sub-network measured on the same device: calibration and the table's check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: ArchSpec
+    measured_ms: float = Field(gt=0)
+    table_ms: float = Field(description="the table's raw sum, before calibration")
+
+
+class LatencyTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: str
+    img_size: int
+    num_classes: int
+    batch_size: int = Field(ge=1)
+    device: DeviceFingerprint = Field(description="the full fingerprint of the measuring agent")
+    protocol: MeasureProtocol
+    statistic: Statistic = "p50_ms"
+    stack_depths: list[int] = Field(description="stacks of identical blocks; cost = slope")
+    evict_bytes: int = Field(ge=0, description="weights each graph streamed to empty the caches")
+    built_at: datetime
+    build_seconds: float = Field(ge=0)
+    measurements: int = Field(ge=0, description="ONNX graphs measured to build the table")
+
+    fixed_ms: float = Field(description="the model with no block: embedding, norm, head, I/O")
+    patch_embed_ms: float
+    head: Curve = Field(description="final norm and classifier by token count")
+    overhead: Curve = Field(description="one run of a trivial graph: subtracted from single graphs")
+    attention: AttentionGrid
+    mlp: MlpGrid
+    selector: SelectorGrid | None = None
+    whole_models: list[WholeModelPoint] = Field(default_factory=list)
+
+    @property
+    def runtime(self) -> str:
+        return self.device.runtime
+
+    @property
+    def threads(self) -> int:
+        return self.device.threads

@@ -1,0 +1,202 @@
+"""The job store on SQLite and on PostgreSQL: leases, expiry, late results."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from budgetprune.schemas import (
+    AgentRegister,
+    DeviceFingerprint,
+    JobCreate,
+    LatencyStats,
+    MeasurementResult,
+    MeasureProtocol,
+    RuntimeInfo,
+    TaskResult,
+)
+from budgetprune.store import Job, MeasurementTask, User, crud, session_scope, utcnow
+
+
+def _agent(session, device_class="cpu", runtimes=("onnxruntime",)):
+    agent, _token = crud.register_agent(
+        session,
+        data=AgentRegister(
+            name="a",
+            device_class=device_class,
+            runtimes=[RuntimeInfo(name=r, version="1") for r in runtimes],
+        ),
+    )
+    return agent
+
+
+def _task(session, device="cpu", runtime="onnxruntime", job_id=None):
+    return crud.create_measurement(
+        session,
+        job_id=job_id,
+        device=device,
+        runtime=runtime,
+        protocol=MeasureProtocol.quick(),
+        input_shape=[1, 3, 32, 32],
+        model_path="x.onnx",
+        model_sha256="0" * 64,
+    )
+
+
+def _result(lease_id: str) -> TaskResult:
+    stats = LatencyStats(
+        runs=30,
+        warmup=5,
+        p50_ms=1,
+        p90_ms=2,
+        p99_ms=3,
+        mean_ms=1.5,
+        std_ms=0.1,
+        min_ms=0.9,
+        max_ms=3.1,
+    )
+    return TaskResult(
+        lease_id=lease_id,
+        ok=True,
+        result=MeasurementResult(
+            stats=stats,
+            protocol=MeasureProtocol.quick(),
+            device=DeviceFingerprint(),
+            stable=True,
+            model_sha256="0" * 64,
+        ),
+    )
+
+
+def test_job_round_trip(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        job = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5))
+        job_id = job.id
+    with session_scope(url) as s:
+        crud.update_job(s, job_id=job_id, state="running", progress=0.5)
+    with session_scope(url) as s:
+        job = crud.get_job(s, job_id=job_id)
+        assert (job.state, job.progress) == ("running", 0.5)
+        assert job.created_at.tzinfo is not None
+        rows, count = crud.list_jobs(s)
+        assert count == 1 and rows[0].id == job_id
+
+
+def test_lease_matches_class_and_runtime(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        cpu, mobile = _agent(s), _agent(s, device_class="mobile")
+        tvm_task = _task(s, runtime="tvm")
+        cpu_task = _task(s)
+    with session_scope(url) as s:
+        assert crud.lease_next_task(s, agent=mobile, lease_seconds=60) is None
+        leased = crud.lease_next_task(s, agent=cpu, lease_seconds=60)
+        assert leased.id == cpu_task.id and leased.state == "leased" and leased.lease_id
+        # the TVM task waits for an agent that has TVM; the CPU task is taken
+        assert crud.lease_next_task(s, agent=cpu, lease_seconds=60) is None
+        assert tvm_task.id
+
+
+def test_one_task_is_leased_once(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        a, b = _agent(s), _agent(s)
+        _task(s)
+    with session_scope(url) as s:
+        first = crud.lease_next_task(s, agent=a, lease_seconds=60)
+        second = crud.lease_next_task(s, agent=b, lease_seconds=60)
+    assert first is not None and second is None
+
+
+def test_expired_lease_is_requeued_and_late_result_refused(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        a, b = _agent(s), _agent(s)
+        _task(s)
+    with session_scope(url) as s:
+        old = crud.lease_next_task(s, agent=a, lease_seconds=60)
+        s.execute(update(MeasurementTask).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    with session_scope(url) as s:
+        new = crud.lease_next_task(s, agent=b, lease_seconds=60)
+        assert new is not None and new.agent_id == b.id and new.attempts == 2
+    with session_scope(url) as s:
+        assert not crud.complete_task(
+            s, task_id=old.id, agent_id=a.id, result=_result(old.lease_id)
+        )
+        assert crud.complete_task(s, task_id=new.id, agent_id=b.id, result=_result(new.lease_id))
+    with session_scope(url) as s:
+        task = crud.get_task(s, task_id=new.id)
+        assert task.state == "done"
+        assert MeasurementResult.model_validate_json(task.result_json).stats.p90_ms == 2
+
+
+def test_cancel_job_tasks(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        job = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5))
+        task = _task(s, job_id=job.id)
+    with session_scope(url) as s:
+        crud.cancel_job_tasks(s, job_id=job.id)
+    with session_scope(url) as s:
+        assert crud.get_task(s, task_id=task.id).state == "cancelled"
+
+
+def test_heartbeat_extends_running_leases_only(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        a = _agent(s)
+        _task(s)
+    with session_scope(url) as s:
+        task = crud.lease_next_task(s, agent=a, lease_seconds=5)
+        first_expiry = task.lease_expires_at
+    with session_scope(url) as s:
+        assert crud.touch_agent(s, agent_id=a.id, extend_leases_s=600)
+    with session_scope(url) as s:
+        assert crud.get_task(s, task_id=task.id).lease_expires_at > first_expiry + timedelta(
+            seconds=500
+        )
+        assert not crud.touch_agent(s, agent_id="nobody", extend_leases_s=600)
+
+
+def test_user_tokens_are_stored_hashed(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        user, token = crud.create_user(s, name="alice")
+    with session_scope(url) as s:
+        stored = s.get(User, user.id)
+        assert token not in stored.token_sha256 and len(stored.token_sha256) == 64
+        assert crud.user_by_token(s, token=token).id == user.id
+        assert crud.user_by_token(s, token=token + "x") is None
+
+
+def test_a_job_is_held_by_one_worker_at_a_time(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        job = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5))
+    with session_scope(url) as s:
+        assert crud.claim_job(s, job_id=job.id, worker_id="w1", lease_seconds=60)
+        assert not crud.claim_job(s, job_id=job.id, worker_id="w2", lease_seconds=60)
+        assert crud.renew_job_lease(s, job_id=job.id, worker_id="w1", lease_seconds=60)
+        assert not crud.renew_job_lease(s, job_id=job.id, worker_id="w2", lease_seconds=60)
+        assert crud.orphaned_jobs(s, queued_after_s=3600) == []
+        s.execute(update(Job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    with session_scope(url) as s:
+        assert crud.orphaned_jobs(s, queued_after_s=3600) == [job.id]
+        assert crud.claim_job(s, job_id=job.id, worker_id="w2", lease_seconds=60)
+        assert crud.get_job(s, job_id=job.id).attempts == 2
+
+
+def test_long_queued_jobs_are_orphans(db_settings):
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        job = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5))
+    with session_scope(url) as s:
+        assert crud.orphaned_jobs(s, queued_after_s=60) == []
+        s.execute(update(Job).values(enqueued_at=utcnow() - timedelta(seconds=120)))
+    with session_scope(url) as s:
+        assert crud.orphaned_jobs(s, queued_after_s=60) == [job.id]
+        crud.mark_enqueued(s, job_id=job.id)
+    with session_scope(url) as s:
+        assert crud.orphaned_jobs(s, queued_after_s=60) == []

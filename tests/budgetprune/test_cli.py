@@ -1,0 +1,184 @@
+"""The command line as a user runs it: a real subprocess, one JSON object on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODEL = "deit_tiny_patch16_224"
+
+
+def bp(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env_cmd = [sys.executable, "-m", "budgetprune.cli", *args]
+    proc = subprocess.run(
+        env_cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "BUDGETPRUNE_DATA_DIR": str(cwd / "data"),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+        },
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def one_json(proc: subprocess.CompletedProcess) -> dict:
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory) -> Path:
+    """A local job (no server), budget 70% of the dense p90 at 32x32."""
+    cwd = tmp_path_factory.mktemp("cli")
+    body = one_json(
+        bp(
+            "prune",
+            "--model",
+            MODEL,
+            "--img-size",
+            "32",
+            "--budget-fraction",
+            "0.7",
+            "--out",
+            str(cwd / "out"),
+            "--json",
+            cwd=cwd,
+        )
+    )
+    assert body["certificate"]["passed"]
+    return cwd
+
+
+@pytest.mark.slow
+def test_prune_writes_the_delivered_files(pruned):
+    names = sorted(p.name for p in (pruned / "out").iterdir())
+    assert names == [
+        "arch.json",
+        "certificate.json",
+        "latency.svg",
+        "model.onnx",
+        "model.safetensors",
+        "report.json",
+    ]
+    assert (pruned / "out" / "latency.svg").read_text().startswith("<svg")
+
+
+@pytest.mark.slow
+def test_verify_and_remeasure(pruned):
+    body = one_json(bp("verify", str(pruned / "out"), "--remeasure", "--json", cwd=pruned))
+    assert body["ok"] is True and body["remeasured"]["p90_ms"] > 0
+
+
+@pytest.mark.slow
+def test_verify_fails_on_tampered_model(pruned, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pruned / "out", copy)
+    with (copy / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    proc = bp("verify", str(copy), "--json", cwd=pruned, check=False)
+    assert proc.returncode == 1
+    assert "model_sha256" in one_json(proc)["error"]
+
+
+@pytest.mark.slow
+def test_measure_prints_percentiles(pruned):
+    body = one_json(
+        bp(
+            "measure",
+            str(pruned / "out" / "model.onnx"),
+            "--runs",
+            "50",
+            "--threads",
+            "1",
+            "--json",
+            cwd=pruned,
+        )
+    )
+    assert 0 < body["p50_ms"] <= body["p90_ms"] <= body["p99_ms"]
+    assert body["runs"] >= 50 and body["device"]["threads"] == 1
+
+
+def test_arch_sample_then_export(tmp_path):
+    spec = one_json(
+        bp(
+            "arch",
+            "sample",
+            "--model",
+            MODEL,
+            "--seed",
+            "3",
+            "--img-size",
+            "32",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    again = one_json(
+        bp(
+            "arch",
+            "sample",
+            "--model",
+            MODEL,
+            "--seed",
+            "3",
+            "--img-size",
+            "32",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    assert spec == again and len(spec["blocks"]) == 12
+    (tmp_path / "a.json").write_text(json.dumps(spec))
+    body = one_json(
+        bp(
+            "export",
+            "--model",
+            MODEL,
+            "--arch",
+            str(tmp_path / "a.json"),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    assert len(body["sha256"]) == 64 and (tmp_path / "m.onnx").stat().st_size > 0
+
+
+def test_bad_input_is_a_message_not_a_traceback(tmp_path):
+    proc = bp(
+        "prune", "--model", "resnet50", "--budget-ms", "5", "--out", "x", cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2
+    assert "unknown model 'resnet50'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = bp(
+        "prune", "--model", MODEL, "--budget-ms", "-1", "--out", "x", cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2 and "greater than 0" in proc.stderr
+    for device, message in (("fpga:vu9p", "no FPGA profile 'vu9p'"), ("mobile", "measures here")):
+        proc = bp(
+            "prune", "--model", MODEL, "--budget-ms", "5", "--device", device, "--out", "x",
+            cwd=tmp_path, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_generated_tokens_never_read_as_an_option():
+    """`--token -x…` is an argparse error: an agent started with such a token never ran."""
+    from budgetprune.config import new_token
+
+    assert not any(new_token().startswith("-") for _ in range(2000))

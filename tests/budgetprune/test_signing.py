@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from budgetprune.errors import CertificateError
+from budgetprune.hashing import sha256_file
+from budgetprune.schemas import (
+    ArchSpec,
+    Certificate,
+    DeviceFingerprint,
+    LatencyStats,
+    MeasureProtocol,
+    Signer,
+)
+from budgetprune.signing import CertificateSigner, check_signature
+from budgetprune.verify import verify_dir
+
+
+def _cert(model_sha: str, arch_sha: str) -> Certificate:
+    stats = LatencyStats(
+        runs=600,
+        warmup=30,
+        p50_ms=4.0,
+        p90_ms=4.2,
+        p99_ms=4.9,
+        mean_ms=4.05,
+        std_ms=0.2,
+        min_ms=3.9,
+        max_ms=6.0,
+    )
+    return Certificate(
+        job_id="j1",
+        model_sha256=model_sha,
+        arch_sha256=arch_sha,
+        budget_ms=5.0,
+        margin=0.05,
+        measured=stats,
+        measured_repeats_p=[4.1, 4.2],
+        certified_ms=4.2,
+        predicted_ms=4.0,
+        passed=True,
+        stable=True,
+        protocol=MeasureProtocol.certify(),
+        device=DeviceFingerprint(agent_id="a1", cpu_model="Test CPU"),
+        issued_at=datetime.now(UTC),
+        signer=Signer(key_id="", public_key=""),
+    )
+
+
+@pytest.fixture
+def delivered(tmp_path):
+    signer = CertificateSigner.load_or_create(tmp_path / "keys" / "k")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"model bytes")
+    arch = ArchSpec.dense("deit_tiny_patch16_224", img_size=32)
+    (out / "arch.json").write_text(arch.model_dump_json())
+    cert = signer.sign(_cert(sha256_file(out / "model.onnx"), arch.sha256()))
+    (out / "certificate.json").write_text(cert.model_dump_json())
+    return out, signer
+
+
+def test_key_is_created_once_and_reloaded(tmp_path):
+    path = tmp_path / "k"
+    a = CertificateSigner.load_or_create(path)
+    b = CertificateSigner.load_or_create(path)
+    assert a.signer.public_key == b.signer.public_key
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_verify_accepts_the_delivered_folder(delivered):
+    out, signer = delivered
+    body = verify_dir(out, trusted_public_keys=[signer.signer.public_key])
+    assert body["ok"] and body["certified_ms"] == 4.2
+
+
+@pytest.mark.parametrize("field", ["budget_ms", "certified_ms", "passed"])
+def test_a_changed_field_breaks_the_signature(delivered, field):
+    out, _ = delivered
+    body = json.loads((out / "certificate.json").read_text())
+    body[field] = {"budget_ms": 50.0, "certified_ms": 1.0, "passed": True}[field]
+    if field == "passed":
+        body["job_id"] = "other"
+    (out / "certificate.json").write_text(json.dumps(body))
+    with pytest.raises(CertificateError, match="signature"):
+        verify_dir(out)
+
+
+def test_changed_model_bytes_fail(delivered):
+    out, _ = delivered
+    (out / "model.onnx").write_bytes(b"model bytez")
+    with pytest.raises(CertificateError, match="model_sha256"):
+        verify_dir(out)
+
+
+def test_changed_arch_fails(delivered):
+    out, _ = delivered
+    arch = ArchSpec.dense("deit_tiny_patch16_224", img_size=64)
+    (out / "arch.json").write_text(arch.model_dump_json())
+    with pytest.raises(CertificateError, match="arch_sha256"):
+        verify_dir(out)
+
+
+def test_untrusted_signer_fails(delivered, tmp_path):
+    out, _ = delivered
+    other = CertificateSigner.load_or_create(tmp_path / "other")
+    with pytest.raises(CertificateError, match="untrusted"):
+        verify_dir(out, trusted_public_keys=[other.signer.public_key])
+    cert = Certificate.model_validate_json((out / "certificate.json").read_text())
+    forged = other.sign(cert)  # re-signed by another key: valid, but not trusted
+    check_signature(forged)
+
+
+def test_workers_starting_together_share_one_key(tmp_path):
+    """Two workers creating the key at once once failed a job (both renamed one temp file)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "keys" / "signing.ed25519"
+    start = threading.Barrier(8)
+
+    def create(_: int) -> str:
+        start.wait()
+        return CertificateSigner.load_or_create(path).signer.public_key
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(create, range(8)))
+    assert keys == {CertificateSigner.load_or_create(path).signer.public_key}
+    assert [p.name for p in path.parent.iterdir()] == ["signing.ed25519"], "no temp file left"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"

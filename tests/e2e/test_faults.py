@@ -1,0 +1,136 @@
+"""Faults with real processes: a worker or an agent killed with SIGKILL mid-job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+
+from budgetprune.client import Client
+from budgetprune.schemas import JobCreate
+from budgetprune.stack import Stack, free_port, stack_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
+
+# A loose budget: these tests are about faults, and a loaded CI machine reads noisy.
+SPEC = JobCreate(model="deit_tiny_patch16_224", img_size=64, budget_fraction=0.8)
+
+
+def _stack(tmp_path_factory, name: str, **env: str) -> Stack:
+    data = tmp_path_factory.mktemp(name)
+    return Stack(data, stack_env(data, embedded=True, extra=env))
+
+
+def _wait_until(check, timeout: float = 120.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def test_worker_killed_mid_job_is_resumed_and_finishes_once(tmp_path_factory):
+    env = {"BUDGETPRUNE_JOB_LEASE_S": "3", "BUDGETPRUNE_RECONCILE_INTERVAL_S": "1"}
+    with _stack(tmp_path_factory, "kill-worker", **env) as stack:
+        token = stack.start_all(workers=("worker-1",))
+        with Client(stack.url, token) as client:
+            job = client.submit(SPEC)
+            _wait_until(lambda: job.refresh().phase in ("search", "certify"), what="search")
+            stack.stop("worker-1", sig=signal.SIGKILL)
+            killed_at = job.refresh()
+            assert killed_at.state == "running"
+            stack.start_worker("worker-2")
+            status = job.wait(timeout=200, poll_s=0.5)
+            assert status.state == "succeeded", status.error
+            report = json.loads(client.artifact(job.id, "report.json"))
+            events = client._request("GET", f"/v1/jobs/{job.id}/events").json()["data"]
+    assert report["resumes"] >= 1
+    kinds = [r["kind"] for r in report["rounds"]]
+    assert kinds.count("smallest") == 1, "finished phases are not redone"
+    assert [e["phase"] for e in events].count("bounds") == 1
+
+
+def test_agent_killed_mid_measurement_hands_the_task_to_another(tmp_path_factory):
+    with _stack(tmp_path_factory, "kill-agent", BUDGETPRUNE_LEASE_SECONDS="15") as stack:
+        token = stack.start_all()
+        with Client(stack.url, token) as client:
+            job = client.submit(SPEC)
+
+            def busy():
+                return any(a.state == "busy" for a in client.devices().data)
+
+            _wait_until(busy, what="agent-1 to take a task")
+            stack.stop("agent-1", sig=signal.SIGKILL)
+            stack.start_agent("agent-2")
+            status = job.wait(timeout=200, poll_s=0.5)
+            assert status.state == "succeeded", status.error
+            cert = client.job(job.id).certificate
+            agents = {a.name: a.id for a in client.devices().data}
+    assert cert["device"]["agent_id"] == agents["agent-2"]
+
+
+def _private_redis(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_until(lambda: _redis_up(port), timeout=20, what="redis")
+    return proc
+
+
+def _redis_up(port: int) -> bool:
+    try:
+        return redis.Redis(port=port, socket_timeout=0.5).ping()
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_redis_and_api_restarts_lose_nothing(tmp_path_factory):
+    """A Redis that keeps nothing on disk is killed with one job running and one queued, and
+    the API is restarted: the store is the truth, the reconciler re-enqueues what the broker
+    lost, and both jobs finish."""
+    port = free_port()
+    broker = _private_redis(port)
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "BUDGETPRUNE_JOB_LEASE_S": "3",
+        "BUDGETPRUNE_RECONCILE_INTERVAL_S": "1",
+        "BUDGETPRUNE_REQUEUE_QUEUED_AFTER_S": "5",
+    }
+    try:
+        with _stack(tmp_path_factory, "restarts", **env) as stack:
+            token = stack.start_all()
+            with Client(stack.url, token) as client:
+                first, second = client.submit(SPEC), client.submit(SPEC)
+                _wait_until(lambda: first.refresh().state == "running", what="first running")
+                assert second.refresh().state == "queued"
+                broker.kill()
+                broker.wait()
+                broker = _private_redis(port)  # empty: the queued message is gone
+                stack.stop("api")
+                stack.start_api()
+                assert first.refresh().state in ("running", "succeeded")
+                assert second.refresh().state == "queued"
+                states = [j.wait(timeout=240, poll_s=0.5).state for j in (first, second)]
+    finally:
+        broker.kill()
+    assert states == ["succeeded", "succeeded"], [first.status.error, second.status.error]

@@ -1,0 +1,71 @@
+"""A device whose latency is known exactly: milliseconds proportional to the graph's MACs.
+
+Building a table through it checks the plumbing (stack slopes, overhead subtraction, token
+counts, the fixed part) against a ground truth with no measurement noise; real-runtime tests
+check the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from budgetprune.schemas import DeviceFingerprint, MeasurementResult, MeasureProtocol
+from device_agents.stats import latency_stats
+from latency_tables.build import TableGrid, build_table
+from latency_tables.onnx_shapes import matmul_shapes
+from latency_tables.schema import LatencyTable
+
+torch.set_num_threads(1)
+
+TINY = "deit_tiny_patch16_224"
+RUN_MS = 0.01  # what any run costs
+MS_PER_MMAC = 0.001
+
+
+class MacsMeasurer:
+    """Measurer protocol; latency = RUN_MS + MACs of every MatMul/Gemm x MS_PER_MMAC."""
+
+    def __init__(self, cpu_model: str = "fake-cpu") -> None:
+        self.cpu_model = cpu_model
+        self.calls = 0
+
+    def measure(
+        self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
+    ) -> MeasurementResult:
+        self.calls += 1
+        ms = RUN_MS + sum(s.macs for s in matmul_shapes(onnx_path)) * MS_PER_MMAC / 1e6
+        return MeasurementResult(
+            stats=latency_stats([ms] * protocol.runs, warmup=protocol.warmup),
+            protocol=protocol,
+            device=DeviceFingerprint(
+                cpu_model=self.cpu_model,
+                cores=2,
+                os="test",
+                runtime="fake",
+                runtime_version="1",
+                threads=protocol.threads,
+                batch_size=protocol.batch_size,
+                input_shape=input_shape,
+            ),
+            stable=True,
+            model_sha256="0" * 64,
+        )
+
+
+SMALL_GRID = TableGrid(
+    token_fractions=[1.0, 0.5, 0.25],
+    dim_fractions=[0.125, 1.0],
+    hidden_fractions=[1 / 96, 1.0],
+    max_head_points=3,
+    whole_models=2,
+    evict_bytes=1 << 16,
+)
+
+
+@pytest.fixture(scope="session")
+def macs_table() -> LatencyTable:
+    """deit_tiny at 64 px (16 patches) measured on the MACs device."""
+    return build_table(TINY, 64, MacsMeasurer(), threads=1, grid=SMALL_GRID)

@@ -1,0 +1,92 @@
+"""Building a table through a Measurer, on a device of exactly known latency."""
+
+from __future__ import annotations
+
+import pytest
+
+from budgetprune.errors import MeasurementError
+from budgetprune.schemas import ArchSpec
+from latency_tables.build import build_table, smallest_spec
+from latency_tables.predictor import LutPredictor, table_breakdown
+from vitprune.sample import sample_arch
+
+from .conftest import SMALL_GRID, TINY, MacsMeasurer
+
+
+def _true_ms(spec: ArchSpec, tmp_path) -> float:
+    from vitprune.export import export_onnx
+    from vitprune.extract import extract_subnet
+    from vitprune.models import create_model
+
+    path = tmp_path / "m.onnx"
+    model = create_model(spec.model, img_size=spec.img_size)
+    export_onnx(extract_subnet(model, spec), path, img_size=spec.img_size)
+    return MacsMeasurer().measure(path, _protocol(), [1, 3, 64, 64]).stats.p50_ms
+
+
+def _protocol():
+    from latency_tables.build import table_protocol
+
+    return table_protocol(1)
+
+
+def test_table_records_where_how_and_how_long(macs_table):
+    t = macs_table
+    assert (t.model, t.img_size, t.batch_size, t.threads) == (TINY, 64, 1, 1)
+    assert t.device.cpu_model == "fake-cpu" and t.device.runtime == "fake"
+    assert t.protocol.threads == 1 and t.statistic == "p50_ms"
+    assert t.build_seconds > 0 and t.measurements > 20
+    assert t.attention.tokens == [5, 9, 17]  # class token + 4, 8, 16 patches
+    assert t.attention.heads == [1, 2, 3] and t.attention.dims == [8, 64]
+    assert t.mlp.hidden == [8, 768]
+    assert len(t.whole_models) == 2 + SMALL_GRID.whole_models
+
+
+def test_slopes_recover_the_per_block_cost_exactly(macs_table):
+    # dense attention at 17 tokens: qkv + scores + values + proj, in MMACs
+    n, d, h, hd = 17, 192, 3, 64
+    mmacs = (n * d * h * 3 * hd + 2 * h * n * n * hd + n * h * hd * d) / 1e6
+    assert macs_table.attention.qk_ms[-1][-1][-1] == pytest.approx(mmacs * 0.001, rel=1e-9)
+    assert macs_table.mlp.ms[-1][-1] == pytest.approx(2 * n * d * 768 / 1e6 * 0.001, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [ArchSpec.dense(TINY, 64), smallest_spec(TINY, 64, 1000)],
+    ids=["dense", "smallest"],
+)
+def test_on_grid_specs_sum_to_the_whole_model(macs_table, spec):
+    point = next(p for p in macs_table.whole_models if p.arch == spec)
+    assert point.table_ms == pytest.approx(point.measured_ms, rel=1e-6)
+
+
+def test_token_pruned_specs_within_interpolation_error(macs_table, tmp_path):
+    for seed in range(3):
+        spec = sample_arch(TINY, seed=seed, img_size=64, width_multiple=8, tokens=True)
+        raw = table_breakdown(macs_table, spec).total_ms
+        assert raw == pytest.approx(_true_ms(spec, tmp_path), rel=0.03)
+
+
+def test_calibration_from_the_tables_whole_models_is_near_identity(macs_table):
+    p = LutPredictor(macs_table)  # the table sums are right here, up to token interpolation
+    assert p.scale == pytest.approx(1.0, rel=0.02)
+    for point in macs_table.whole_models:
+        assert p.predict(point.arch) == pytest.approx(point.measured_ms, rel=0.02)
+
+
+class _TwoDevices(MacsMeasurer):
+    def measure(self, onnx_path, protocol, input_shape):
+        self.cpu_model = f"cpu-{self.calls % 2}"
+        return super().measure(onnx_path, protocol, input_shape)
+
+
+def test_graphs_from_two_devices_are_refused():
+    with pytest.raises(MeasurementError, match="different devices"):
+        build_table(TINY, 32, _TwoDevices(), threads=1, grid=SMALL_GRID)
+
+
+def test_protocol_must_match_the_table():
+    from latency_tables.build import table_protocol
+
+    with pytest.raises(ValueError, match="threads"):
+        build_table(TINY, 32, MacsMeasurer(), threads=2, protocol=table_protocol(1))

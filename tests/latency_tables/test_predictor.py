@@ -1,0 +1,128 @@
+"""LutPredictor: the table sum and the calibration line fitted on measured whole models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from budgetprune.schemas import ArchSpec
+from latency_tables import (
+    LutPredictor,
+    find_table,
+    load_table,
+    save_table,
+    table_breakdown,
+    table_key,
+)
+from latency_tables.build import smallest_spec
+from vitprune.sample import sample_arch
+
+from .conftest import TINY
+
+
+def test_add_fits_scale_and_offset_on_relative_error(macs_table):
+    p = LutPredictor(macs_table, use_table_models=False)
+    dense, small = ArchSpec.dense(TINY, 64), smallest_spec(TINY, 64, 1000)
+    with_residual = {id(s): 1.25 * p.raw(s) + 0.02 for s in (dense, small)}
+    p.add(dense, with_residual[id(dense)])
+    assert p.predict(dense) == pytest.approx(with_residual[id(dense)])
+    p.add(small, with_residual[id(small)])
+    assert (p.scale, p.offset) == pytest.approx((1.25, 0.02))
+    other = sample_arch(TINY, seed=7, img_size=64, width_multiple=8)
+    assert p.predict(other) == pytest.approx(1.25 * p.raw(other) + 0.02)
+    assert p.describe()["kind"] == "lookup-table" and len(p.describe()["points"]) == 2
+
+
+def test_more_work_never_predicts_less(macs_table):
+    p = LutPredictor(macs_table)
+    spec = ArchSpec.dense(TINY, 64)
+    lighter = spec.model_copy(deep=True)
+    lighter.blocks[3].mlp_hidden = 384
+    lighter.blocks[5].heads = [0, 1]
+    lighter.blocks[7].v_dim = 32
+    lighter.blocks[9].attn, lighter.blocks[9].heads = False, []
+    lighter.blocks[9].qk_dim = lighter.blocks[9].v_dim = 0
+    assert p.predict(lighter) < p.predict(spec)
+    parts = table_breakdown(macs_table, lighter)
+    assert parts.attention_ms[9] == 0.0 and parts.mlp_ms[3] < parts.mlp_ms[2]
+
+
+def test_a_noisy_table_still_never_prices_a_removal_as_a_cost(macs_table):
+    """On a real device cheap grid points are noisy: 2 heads can read slower than 3. The
+    predictor must not tell a search that removing a head or neurons costs time."""
+    att, mlp = macs_table.attention, macs_table.mlp
+    qk = [[row[:] for row in plane] for plane in att.qk_ms]
+    v = [[row[:] for row in plane] for plane in att.v_ms]
+    ms = [row[:] for row in mlp.ms]
+    for plane in (qk, v):  # every head count below the full one reads 30% above it
+        for n in range(len(att.tokens)):
+            for h in range(len(att.heads) - 1):
+                plane[n][h] = [x * 1.3 for x in plane[n][-1]]
+    for n in range(len(mlp.tokens)):
+        ms[n][0] = ms[n][-1] * 1.2
+    noisy = macs_table.model_copy(
+        update={
+            "attention": att.model_copy(update={"qk_ms": qk, "v_ms": v}),
+            "mlp": mlp.model_copy(update={"ms": ms}),
+        }
+    )
+    p = LutPredictor(noisy)
+    dense = ArchSpec.dense(TINY, 64)
+    fewer_heads = dense.model_copy(deep=True)
+    fewer_heads.blocks[0].heads = [0, 1]
+    fewer_neurons = dense.model_copy(deep=True)
+    fewer_neurons.blocks[0].mlp_hidden = 8
+    assert p.predict(fewer_heads) <= p.predict(dense)
+    assert p.predict(fewer_neurons) <= p.predict(dense)
+    assert table_breakdown(noisy, fewer_heads).total_ms > table_breakdown(noisy, dense).total_ms
+
+
+def test_a_spec_for_another_model_or_size_is_refused(macs_table):
+    p = LutPredictor(macs_table)
+    with pytest.raises(ValueError, match="lut build"):
+        p.predict(ArchSpec.dense(TINY, 32))
+    with pytest.raises(ValueError, match="lut build"):
+        p.predict(ArchSpec.dense("deit_small_patch16_224", 64))
+
+
+def test_store_round_trip_is_atomic_and_keyed(macs_table, tmp_path):
+    path = save_table(macs_table, tmp_path)
+    assert path.name == table_key(macs_table.device, TINY, 64) + ".json"
+    assert path.name.startswith("fake-cpu__fake-1__t1__b1__deit_tiny_patch16_224__64__p50__")
+    assert find_table(tmp_path, macs_table.device, TINY, 64) == macs_table
+    assert find_table(tmp_path, macs_table.device, TINY, 64, "min_ms") is None
+    assert [f.name for f in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert load_table(path) == macs_table
+    other = macs_table.device.model_copy(update={"os": "another"})
+    assert table_key(other, TINY, 64) != table_key(macs_table.device, TINY, 64)
+
+
+def test_another_schema_version_is_refused_with_a_hint(macs_table, tmp_path):
+    data = json.loads(macs_table.model_dump_json())
+    data["schema_version"] = 99
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="schema version 99"):
+        load_table(path)
+
+
+def test_predictor_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, latency_tables, latency_tables.predictor, latency_tables.store;"
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_package_exports_exactly_its_public_names():
+    import inspect
+
+    import latency_tables as pkg
+
+    public = {n for n in dir(pkg) if not n.startswith("_")}
+    assert set(pkg.__all__) == {n for n in public if not inspect.ismodule(getattr(pkg, n))}

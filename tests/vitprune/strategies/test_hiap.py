@@ -1,0 +1,85 @@
+"""HiAP: gates trained against the latency goal give an arch under it, the latency term really
+pulls the expected latency down, and the returned weights are the ones the hard form used."""
+
+from __future__ import annotations
+
+import pytest
+
+from budgetprune.errors import JobCancelledError
+from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction
+from vitprune.gates import make_gated
+from vitprune.strategies import get_strategy
+from vitprune.strategies.hiap import feasibility
+
+
+def test_meets_the_goal_and_lowers_expected_latency(job):
+    ctx, predictor = job(steps=30)
+    goal = 0.6 * DENSE_MS
+    fitted = get_strategy("hiap").fit(ctx, goal)
+    assert predictor.predict(fitted.arch) <= goal
+    expected = [row["expected_ms"] for row in fitted.curve]
+    assert len(expected) == 30
+    assert expected[0] > goal and expected[-1] <= goal, "the latency term reaches the goal"
+    assert fitted.curve[-1]["tau"] < fitted.curve[0]["tau"], "temperature anneals"
+    assert fitted.arch != ctx.search.dense
+    for block in fitted.arch.blocks:
+        if block.mlp:
+            assert block.mlp_hidden % 8 == 0 or block.mlp_hidden == 768
+    assert_hard_form_is_extraction(fitted.model, fitted.arch)
+
+
+def test_the_latency_term_is_what_lowers_latency(job):
+    """Control: with a goal already met there is no pressure, and latency stays far higher."""
+    pressed = get_strategy("hiap").fit(job(steps=10)[0], 0.6 * DENSE_MS)
+    free = get_strategy("hiap").fit(job(steps=10)[0], 2 * DENSE_MS)
+    assert free.curve[-1]["lambda"] == free.curve[0]["lambda"], "no excess, no pressure"
+    assert pressed.curve[-1]["lambda"] > pressed.curve[0]["lambda"]
+    assert free.curve[-1]["expected_ms"] > pressed.curve[-1]["expected_ms"] + 1.0
+
+
+def test_a_few_steps_do_not_collapse_the_network(job):
+    """Four steps cannot train gates; the result must still be a network, under the goal."""
+    ctx, predictor = job(steps=4)
+    fitted = get_strategy("hiap").fit(ctx, 0.35 * DENSE_MS)
+    assert predictor.predict(fitted.arch) <= 0.35 * DENSE_MS
+    kept = sum(b.attn for b in fitted.arch.blocks) + sum(b.mlp for b in fitted.arch.blocks)
+    assert kept >= len(fitted.arch.blocks)
+    assert any("weakest gates closed" in n for n in fitted.notes)
+
+
+def test_hiap_token_prunes_tokens_and_gates(job):
+    ctx, predictor = job(steps=20)
+    fitted = get_strategy("hiap_token").fit(ctx, 0.5 * DENSE_MS)
+    assert fitted.arch.tokens is not None and fitted.arch.tokens.keep
+    assert predictor.predict(fitted.arch) <= 0.5 * DENSE_MS
+    assert_hard_form_is_extraction(fitted.model, fitted.arch)
+
+
+def test_refuses_without_data(job):
+    ctx, _ = job(steps=10, data=False)
+    with pytest.raises(ValueError, match="needs a data set"):
+        get_strategy("hiap").fit(ctx, 5.0)
+
+
+def test_cancel_stops_training(job):
+    seen = []
+
+    def progress(fraction, **kw):
+        seen.append(fraction)
+        if len(seen) == 3:
+            raise JobCancelledError("cancelled")
+
+    ctx, _ = job(steps=50, progress=progress)
+    with pytest.raises(JobCancelledError):
+        get_strategy("hiap").fit(ctx, 5.0)
+    assert len(seen) == 3
+
+
+def test_feasibility_penalises_micro_gates_under_a_closed_branch(make_model):
+    from budgetprune.schemas import ArchSpec
+
+    model = make_model("deit_tiny_patch16_224", 32, 2)
+    gated = make_gated(model, ArchSpec.dense("deit_tiny_patch16_224", 32, 2))
+    before = float(feasibility(gated).detach())
+    gated.gated_blocks[0].attn_gate.logits.data.fill_(-6.0)  # branch closed, heads still open
+    assert float(feasibility(gated).detach()) > before + 0.01

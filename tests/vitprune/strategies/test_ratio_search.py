@@ -1,0 +1,52 @@
+"""Ratio search: attention and FFN ratios follow their costs; iterative stages with tuning."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction
+from vitprune.cost import block_macs
+from vitprune.strategies import get_strategy
+from vitprune.strategies.ratio_search import best_ratios, uniform_spec
+
+
+def _weighted(attn_weight: float):
+    """ms with attention MACs weighted `attn_weight` times the FFN's (5 tokens at 32x32)."""
+
+    def predict(spec):
+        blocks = [b.model_copy(update={"mlp": False, "mlp_hidden": 0}) for b in spec.blocks]
+        attn_only = spec.model_copy(update={"blocks": blocks})
+        attn = sum(block_macs(attn_only, b, 5) for b in range(len(blocks)))
+        mlp = sum(2 * 5 * 192 * b.mlp_hidden for b in spec.blocks if b.mlp)
+        return (attn_weight * attn + mlp) / 1e6
+
+    return predict
+
+
+def test_ratios_follow_the_costs(job):
+    ctx, _ = job()
+    dense = ctx.search.dense
+    flat = [[1.0] * 64 for _ in dense.blocks]  # equal importance: only costs decide
+    ratios = {}
+    for weight in (8.0, 0.125):
+        predict = _weighted(weight)
+        search = replace(
+            ctx.search, mlp_scores=[[1.0] * 768 for _ in dense.blocks], predict_ms=predict
+        )
+        goal = 0.6 * predict(dense)
+        dims, hidden = best_ratios(search, flat, goal)
+        assert predict(uniform_spec(dense, dims, hidden)) <= goal
+        ratios[weight] = (dims / 64, hidden / 768)
+    assert ratios[8.0][0] < ratios[8.0][1], "costly attention is cut more"
+    assert ratios[0.125][0] > ratios[0.125][1], "costly FFN is cut more"
+
+
+def test_fit_in_stages_with_tuning(job):
+    ctx, predictor = job(steps=6)
+    fitted = get_strategy("ratio_search").fit(ctx, 0.6 * DENSE_MS)
+    assert predictor.predict(fitted.arch) <= 0.6 * DENSE_MS
+    assert [row["phase"] for row in fitted.curve] == ["stage1"] * 2 + ["stage2"] * 2 + [
+        "stage3"
+    ] * 2
+    assert sum("stage" in n for n in fitted.notes) == 3
+    assert_hard_form_is_extraction(fitted.model, fitted.arch)

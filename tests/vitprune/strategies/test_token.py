@@ -1,0 +1,34 @@
+"""Token pruning: the keep schedule is the mildest one the predictor accepts."""
+
+from __future__ import annotations
+
+from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction
+from vitprune.strategies import get_strategy
+from vitprune.strategies.token import keep_schedule, with_tokens
+
+
+def test_schedule_is_the_mildest_under_the_goal(job):
+    ctx, predictor = job()
+    dense = ctx.search.dense
+    spec = with_tokens(ctx.search, dense, 0.85 * DENSE_MS)
+    assert spec.tokens is not None
+    assert predictor.predict(spec) <= 0.85 * DENSE_MS
+    ratio = spec.tokens.keep[min(spec.tokens.keep)]
+    milder = dense.model_copy(update={"tokens": keep_schedule(len(dense.blocks), ratio + 0.05)})
+    assert predictor.predict(milder) > 0.85 * DENSE_MS
+
+
+def test_fit_without_data_is_schedule_only(job):
+    ctx, predictor = job(data=False)
+    fitted = get_strategy("token").fit(ctx, 0.85 * DENSE_MS)
+    assert predictor.predict(fitted.arch) <= 0.85 * DENSE_MS
+    assert fitted.curve == [] and any("no data" in n for n in fitted.notes)
+
+
+def test_fit_with_data_distils_and_shrinks_widths_when_tokens_are_not_enough(job):
+    ctx, predictor = job(steps=3)
+    fitted = get_strategy("token").fit(ctx, 0.3 * DENSE_MS)
+    assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
+    assert len(fitted.curve) == 3
+    assert any("widths shrunk" in n for n in fitted.notes)
+    assert_hard_form_is_extraction(fitted.model, fitted.arch)

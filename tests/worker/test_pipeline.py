@@ -1,0 +1,384 @@
+"""The pipeline's logic on a deterministic device: latency follows the ONNX file's size (so the
+search, the certification loop, retries and infeasibility are exact). The real agent and ONNX
+Runtime measure in tests/e2e and tests/budgetprune/test_cli.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from budgetprune.errors import BudgetPruneError, InfeasibleBudgetError, JobCancelledError
+from budgetprune.hashing import sha256_file
+from budgetprune.schemas import (
+    ArchSpec,
+    DeviceFingerprint,
+    JobCreate,
+    LatencyStats,
+    MeasurementResult,
+    MeasureProtocol,
+)
+from budgetprune.signing import CertificateSigner
+from budgetprune.verify import verify_dir
+from worker.pipeline import run_pipeline
+
+MODEL = "deit_tiny_patch16_224"
+pytestmark = pytest.mark.slow
+
+
+class SizeMeasurer:
+    """ms = 1 + 9 * (file size / dense file size); the first file measured is the dense one."""
+
+    def __init__(
+        self, certify_bias: list[float] | None = None, unstable: int = 0, quick_bias: float = 1.0
+    ) -> None:
+        self.quick_bias = quick_bias
+        self.reference: int | None = None
+        self.calls: list[tuple[str, MeasureProtocol]] = []
+        self.certify_bias = list(certify_bias or [])
+        self.unstable = unstable
+
+    def measure(self, path: Path, protocol: MeasureProtocol, input_shape: list[int]):
+        size = path.stat().st_size
+        self.reference = self.reference or size
+        ms = 1.0 + 9.0 * size / self.reference
+        certify = protocol.runs >= 200 and len(self.calls) > 0
+        if certify and path.name == "model.onnx" and self.certify_bias:
+            ms *= self.certify_bias.pop(0)
+        if protocol.runs < 200:
+            ms *= self.quick_bias
+        stable = True
+        if certify and self.unstable:
+            self.unstable -= 1
+            stable = False
+        self.calls.append((path.name, protocol))
+        stats = LatencyStats(
+            runs=protocol.runs,
+            warmup=protocol.warmup,
+            p50_ms=ms * 0.95,
+            p90_ms=ms,
+            p99_ms=ms * 1.1,
+            mean_ms=ms,
+            std_ms=0.01,
+            min_ms=ms * 0.9,
+            max_ms=ms * 1.2,
+        )
+        return MeasurementResult(
+            stats=stats,
+            protocol=protocol,
+            stable=stable,
+            device=DeviceFingerprint(agent_id="fake", input_shape=input_shape),
+            model_sha256=sha256_file(path),
+        )
+
+
+def _run(tmp_path: Path, spec: JobCreate, measurer=None, report=None, **kw):
+    phases: list[str] = []
+
+    def default_report(phase, progress, **kw):
+        assert 0.0 <= progress <= 1.0
+        phases.append(phase)
+
+    signer = CertificateSigner.load_or_create(tmp_path / "key")
+    result = run_pipeline(
+        job_id="j",
+        spec=spec,
+        out_dir=tmp_path / "job" / "out",
+        measurer=measurer or SizeMeasurer(),
+        signer=signer,
+        report=report or default_report,
+        **kw,
+    )
+    return result, phases, signer
+
+
+def test_prunes_to_the_budget_and_certifies(tmp_path):
+    result, phases, signer = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6)
+    )
+    cert = result.certificate
+    assert cert.passed and cert.certified_ms <= cert.budget_ms == pytest.approx(6.0)
+    assert cert.certified_ms <= 6.0 * (1 - 0.05) + 1e-9, "the search aims under the margin"
+    assert phases[0] == "build" and "search" in phases and phases[-1] == "deliver"
+    assert verify_dir(result.out_dir, trusted_public_keys=[signer.signer.public_key])["ok"]
+    report = json.loads((result.out_dir / "report.json").read_text())
+    assert [r["kind"] for r in report["rounds"]][0] == "smallest"
+    assert report["rounds"][-1]["kind"] == "certify"
+    assert not (tmp_path / "job" / "work").exists(), "scratch files are removed"
+
+
+def test_a_certification_miss_tightens_and_certifies_again(tmp_path):
+    measurer = SizeMeasurer(certify_bias=[1.3, 1.3])  # the first certification reads 30% high
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    kinds = [r["kind"] for r in result.report["rounds"]]
+    assert kinds.count("certify") == 2
+    assert result.certificate.passed and result.certificate.certified_ms <= 6.0
+
+
+def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_path):
+    """Quick measurements read 20% high, so the search overshoots; certification finds the
+    model far under budget and grows it back toward the budget."""
+    measurer = SizeMeasurer(quick_bias=1.2)
+    result, _, signer = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    rounds = result.report["rounds"]
+    first = next(r for r in rounds if r["kind"] == "certify")
+    grown = [r for r in rounds if r["kind"] == "giveback"]
+    assert first["measured_ms"] < 6.0 * 0.9, "the first certification is under the slack"
+    assert grown and grown[-1]["measured_ms"] > first["measured_ms"]
+    assert grown[-1]["gmacs"] > first["gmacs"]
+    cert = result.certificate
+    assert cert.passed and first["measured_ms"] < cert.certified_ms <= 6.0
+    # the delivered bytes are the grown model's, and they are what was certified
+    assert cert.certified_ms == pytest.approx(grown[-1]["measured_ms"])
+    assert verify_dir(result.out_dir, trusted_public_keys=[signer.signer.public_key])["ok"]
+
+
+def test_a_grown_model_that_misses_keeps_the_certified_one(tmp_path):
+    """The first certification reads 30% low: the grown model misses and is not delivered."""
+    measurer = SizeMeasurer(certify_bias=[0.7, 0.7])
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    rounds = result.report["rounds"]
+    assert [r["kind"] for r in rounds].count("giveback") == 1
+    assert rounds[-1]["kind"] == "giveback" and rounds[-1]["measured_ms"] > 6.0
+    certified = next(r for r in rounds if r["kind"] == "certify")
+    assert result.certificate.certified_ms == pytest.approx(certified["measured_ms"])
+    assert result.report["cost"]["pruned_gmacs"] == pytest.approx(certified["gmacs"])
+
+
+def test_unstable_certification_is_retaken(tmp_path):
+    measurer = SizeMeasurer(unstable=1)
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    assert result.report["unstable_retries"] == 1
+    assert result.certificate.stable
+
+
+def test_budget_under_the_smallest_is_infeasible(tmp_path):
+    with pytest.raises(InfeasibleBudgetError, match="smallest allowed") as err:
+        _run(tmp_path, JobCreate(model=MODEL, img_size=32, budget_ms=1.0))
+    assert err.value.best_latency_ms > 1.0
+    assert not (tmp_path / "job" / "out").exists()
+
+
+def test_dense_under_budget_is_delivered_dense(tmp_path):
+    result, phases, _ = _run(tmp_path, JobCreate(model=MODEL, img_size=32, budget_ms=50.0))
+    assert "search" not in phases
+    assert result.report["cost"]["pruned_gmacs"] == result.report["cost"]["dense_gmacs"]
+
+
+def test_cancel_stops_the_job(tmp_path):
+    def report(phase, progress, **kw):
+        if phase == "search":
+            raise JobCancelledError("cancelled by the user")
+
+    with pytest.raises(JobCancelledError):
+        _run(tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), report=report)
+    assert not (tmp_path / "job" / "out").exists()
+
+
+def _tiny_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for split in ("train", "val"):
+            for c, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+                for i in range(4):
+                    buf = io.BytesIO()
+                    Image.new("RGB", (32, 32), color).save(buf, format="PNG")
+                    zf.writestr(f"{split}/{c}/{i}.png", buf.getvalue())
+    return path
+
+
+def test_data_set_gives_accuracy_and_a_training_curve(tmp_path):
+    data = _tiny_zip(tmp_path / "d.zip")
+    spec = JobCreate(
+        model=MODEL,
+        img_size=32,
+        num_classes=2,
+        budget_fraction=0.6,
+        dataset=str(data),
+        finetune_steps=3,
+        batch_size=4,
+        eval_per_class=4,
+    )
+    result, phases, _ = _run(tmp_path, spec)
+    acc = result.report["accuracy"]
+    assert acc["before"] is not None and acc["after"] is not None and acc["val_images"] == 8
+    assert result.report["training_curve"] and "finetune" in phases
+
+
+def test_class_count_mismatch_is_a_clear_error(tmp_path):
+    from budgetprune.errors import BudgetPruneError
+
+    data = _tiny_zip(tmp_path / "d.zip")
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6, dataset=str(data))
+    with pytest.raises(BudgetPruneError, match="set num_classes=2"):
+        _run(tmp_path, spec)
+
+
+class CrashingMeasurer(SizeMeasurer):
+    """Dies (like a killed worker) on the n-th measurement."""
+
+    def __init__(self, crash_at: int) -> None:
+        super().__init__()
+        self.crash_at = crash_at
+
+    def measure(self, path, protocol, input_shape):
+        if len(self.calls) + 1 == self.crash_at:
+            raise SystemExit("worker killed")
+        return super().measure(path, protocol, input_shape)
+
+
+def test_a_restarted_job_resumes_instead_of_starting_over(tmp_path):
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6)
+    first = CrashingMeasurer(crash_at=4)  # dense, smallest, one candidate, then dies
+    with pytest.raises(SystemExit):
+        _run(tmp_path, spec, first)
+    assert (tmp_path / "job" / "work" / "state.json").exists()
+    second = SizeMeasurer()
+    second.reference = first.reference  # the same device
+    result, phases, _ = _run(tmp_path, spec, second)
+    assert result.report["resumes"] == 1 and result.certificate.passed
+    names = [name for name, _ in second.calls]
+    assert not any("dense" in n or "smallest" in n for n in names), names
+    assert [r["round"] for r in result.report["rounds"]] == list(
+        range(1, len(result.report["rounds"]) + 1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "data", "curve_key"),
+    [
+        ("hiap", True, "expected_ms"),
+        ("hiap_token", True, "expected_ms"),
+        ("token", True, "phase"),
+        ("toast", False, None),
+        ("ratio_search", True, "phase"),
+        ("auto", False, None),
+    ],
+)
+def test_each_strategy_fits_then_certifies(tmp_path, strategy, data, curve_key):
+    extra = {}
+    if data:
+        extra = {
+            "dataset": str(_tiny_zip(tmp_path / "d.zip")),
+            "finetune_steps": 4,
+            "batch_size": 4,
+            "eval_per_class": 4,
+        }
+    spec = JobCreate(
+        model=MODEL, img_size=32, num_classes=2, budget_fraction=0.6, strategy=strategy, **extra
+    )
+    result, phases, _ = _run(tmp_path, spec)
+    report = result.report
+    assert result.certificate.passed and result.certificate.certified_ms <= 6.0
+    assert report["strategy_requested"] == strategy
+    assert report["strategy"] == ("toast" if strategy == "auto" else strategy)
+    fit = report["strategy_fit"]
+    assert fit["predicted_ms"] <= fit["goal_ms"] + 1e-9
+    first_search = next(r for r in report["rounds"] if r["kind"] == "search")
+    assert first_search["arch"] == ArchSpec.model_validate(fit["arch"]).summary()
+    if curve_key is None:
+        assert fit["curve"] == []
+    else:
+        assert fit["curve"] and curve_key in fit["curve"][-1] and "fit" in phases
+
+
+def test_a_resumed_job_reuses_the_fitted_weights(tmp_path, monkeypatch):
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6, strategy="toast")
+    first = CrashingMeasurer(crash_at=4)  # dense, smallest, the fitted candidate, dies
+    with pytest.raises(SystemExit):
+        _run(tmp_path, spec, first)
+    assert (tmp_path / "job" / "work" / "fitted.pt").exists()
+    from vitprune.strategies.toast import ToaSt
+
+    def no_second_fit(self, ctx, goal_ms):
+        raise AssertionError("the fit ran again")
+
+    monkeypatch.setattr(ToaSt, "fit", no_second_fit)
+    second = SizeMeasurer()
+    second.reference = first.reference
+    result, _, _ = _run(tmp_path, spec, second)
+    assert result.certificate.passed and result.report["strategy_fit"]["notes"]
+
+
+def _fake_table(tmp_path: Path, img_size: int) -> Path:
+    """A lookup table built on a device whose latency is its MACs (tests/latency_tables)."""
+    fakes = _table_fakes()
+    from latency_tables.build import build_table
+    from latency_tables.store import save_table
+
+    table = build_table(MODEL, img_size, fakes.MacsMeasurer(), threads=1, grid=fakes.SMALL_GRID)
+    device = table.device.model_copy(update={"runtime": "onnxruntime"})
+    return save_table(table.model_copy(update={"device": device}), tmp_path / "table.json")
+
+
+def _table_fakes():
+    """tests/latency_tables/conftest.py: its MacsMeasurer is a device whose latency is exact."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "latency_tables" / "conftest.py"
+    module_spec = importlib.util.spec_from_file_location("latency_tables_fakes", path)
+    fakes = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(fakes)
+    return fakes
+
+
+def test_a_job_can_predict_with_the_devices_lookup_table(tmp_path):
+    table = _fake_table(tmp_path, 64)
+    spec = JobCreate(model=MODEL, img_size=64, budget_fraction=0.6, latency_table=str(table))
+    result, _, _ = _run(tmp_path, spec)
+    assert result.certificate.passed
+    assert result.report["predictor"]["kind"] == "lookup-table"
+
+    wrong = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6, latency_table=str(table))
+    with pytest.raises(BudgetPruneError, match="was built for"):
+        _run(tmp_path / "again", wrong)
+
+
+def test_an_auto_table_is_built_through_the_measurer_once_and_reused(tmp_path):
+    """`latency_table: auto`: the first job on a device builds its table with the job's own
+    measurer (on a server: the agent), files it by the device's fingerprint; the next reuses it."""
+    spec = JobCreate(model=MODEL, img_size=64, budget_fraction=0.6, latency_table="auto")
+    fakes = _table_fakes()
+    first, second = fakes.MacsMeasurer(), fakes.MacsMeasurer()
+    kw = {"tables_dir": tmp_path / "tables", "table_grid": fakes.SMALL_GRID}
+    result, phases, _ = _run(tmp_path / "a", spec, first, **kw)
+    tables = list((tmp_path / "tables").glob("*.json"))
+    assert len(tables) == 1 and "table" in phases
+    assert result.report["predictor"]["kind"] == "lookup-table"
+    assert result.certificate.passed
+    assert first.calls > 50, "the table's graphs were measured by the job's measurer"
+
+    result, phases, _ = _run(tmp_path / "b", spec, second, **kw)
+    assert "table" not in phases and result.report["predictor"]["kind"] == "lookup-table"
+    assert second.calls < 20, "the second job reused the table"
+    assert list((tmp_path / "tables").glob("*.json")) == tables
+
+
+def test_an_fpga_profile_certifies_an_estimate_that_says_so(tmp_path):
+    from latency_tables.fpga import estimate_onnx
+    from worker.measurers import AnalyticalMeasurer
+
+    # fixed costs dominate a tiny input on an accelerator: 96 px leaves room to prune
+    spec = JobCreate(model=MODEL, img_size=96, budget_fraction=0.9, device="fpga:zcu102-int8")
+    result, _, signer = _run(tmp_path, spec, AnalyticalMeasurer("zcu102-int8"))
+    cert = result.certificate
+    assert cert.device.measured is False and cert.device.device_class == "fpga"
+    assert cert.device.runtime == "analytical:zcu102-int8"
+    assert cert.device.model_extra["profile"]["board"].startswith("Xilinx ZCU102")
+    assert cert.passed and cert.certified_ms <= cert.budget_ms
+    # The certified figure is the estimate of the delivered file itself.
+    delivered = estimate_onnx(result.out_dir / "model.onnx", "zcu102-int8").latency_ms
+    assert cert.certified_ms == pytest.approx(delivered)
+    assert result.report["latency"]["measured"] is False
+    assert verify_dir(result.out_dir, trusted_public_keys=[signer.signer.public_key])["ok"]

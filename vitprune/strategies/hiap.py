@@ -1,0 +1,156 @@
+"""HiAP: one end-to-end training phase of Gumbel-Sigmoid gates at macro level (attention and
+MLP branches, heads) and micro level (qk dims, v dims, MLP neurons), against the latency goal.
+
+loss = distillation task loss
+     + mu(t) * feasibility   (no open micro gate under a closed macro gate, no open branch with
+                              every unit closed: the sub-network must stay extractable)
+     + lam * relu(E[ms] / goal - 1)
+
+E[ms] is the predictor's differentiable form (`strategies.latency`). Schedules make the gates
+converge instead of hovering: the Gumbel temperature anneals geometrically, mu ramps up
+linearly, lam rises by dual ascent while the expected latency is over the goal (so a goal far
+away is reached without hand-tuning), and the last quarter trains straight-through, seeing the
+hard 0/1 network it will become. The result is `harden`ed with widths rounded to the multiple;
+no threshold is tuned after training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from vitprune.gates import GatedViT, make_gated
+from vitprune.strategies.base import Fitted, TrainContext, register_strategy
+from vitprune.strategies.finish import respect_limits, under_goal
+from vitprune.strategies.netadapt import NetAdapt
+from vitprune.strategies.token import with_tokens
+from vitprune.train import TrainConfig, distill_loss, forever
+
+__all__ = ["HiAP", "HiapSchedule", "HiapToken", "feasibility"]
+
+
+@dataclass(frozen=True)
+class HiapSchedule:
+    tau_start: float = 1.0
+    tau_end: float = 0.1
+    mu_max: float = 1.0
+    lam_start: float = 1.0
+    lam_rate: float = 2.0  # added to lam per unit of relative excess, every step
+    straight_through_from: float = 0.75  # fraction of the steps
+    init_logit: float = 3.0
+    goal_slack: float = 0.02  # aim this far under the goal, so rounding rarely crosses it
+
+    def tau(self, t: float) -> float:
+        return self.tau_start * (self.tau_end / self.tau_start) ** t
+
+    gate_lr_max: float = 0.5
+
+    def gate_lr(self, steps: int) -> float:
+        """Enough for a logit to cross from open to well closed within the run, but capped:
+        with a handful of steps Adam's momentum would otherwise carry every gate past the goal
+        and close whole networks (the smoke benchmark did, with 4 steps); the finishing step
+        closes what the short run could not."""
+        return min(self.gate_lr_max, max(0.02, 2 * self.init_logit / max(steps, 1)))
+
+
+def feasibility(gated: GatedViT) -> torch.Tensor:
+    """Mean probability mass of structurally invalid states, per block: micro units open under
+    a closed branch, and a branch open with none of its heads or neurons."""
+    terms = []
+    for g in gated.gated_blocks:
+        p_attn, p_mlp = g.attn_gate.probs()[0], g.mlp_gate.probs()[0]
+        heads, neurons = g.attn.head_gate.probs(), g.mlp.neuron_gate.probs()
+        micro = (heads.mean() + g.attn.qk_gate.probs().mean() + g.attn.v_gate.probs().mean()) / 3
+        terms.append((1 - p_attn) * micro + (1 - p_mlp) * neurons.mean())
+        terms.append(p_attn * (1 - heads.max()) + p_mlp * (1 - neurons.max()))
+    return torch.stack(terms).mean()
+
+
+@register_strategy("hiap")
+class HiAP(NetAdapt):
+    """Needs data and steps (refused at job validation otherwise). Later shrinking in the
+    certification loop is NetAdapt on the trained weights."""
+
+    needs_data = True
+    token_share: ClassVar[float] = 0.0  # share of the latency cut given to token pruning
+    schedule: ClassVar[HiapSchedule] = HiapSchedule()
+
+    def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
+        if ctx.train is None or ctx.steps <= 0:
+            raise ValueError(f"{self.name} trains end to end: it needs a data set and steps")
+        search, sch = ctx.search, self.schedule
+        notes: list[str] = []
+        tokens = None
+        if self.token_share:
+            dense_ms = search.predict_ms(search.dense)
+            token_goal = dense_ms - self.token_share * (dense_ms - goal_ms)
+            tokens = with_tokens(search, search.dense, token_goal).tokens
+            notes.append(f"token keep ratios {tokens.keep if tokens else {}}")
+        gated = make_gated(ctx.model, search.dense, tokens=tokens, init_logit=sch.init_logit)
+        curve = self._train(gated, ctx, goal_ms * (1 - sch.goal_slack))
+        gated.eval()
+        spec = respect_limits(gated.harden(search.width_multiple), gated, search)
+        spec, closed = under_goal(spec, gated, search, goal_ms)
+        if closed:
+            notes.append("hardened spec was over the goal: weakest gates closed (netadapt)")
+        gated.apply_spec(spec)
+        return Fitted(spec, gated.dense_model(), curve, notes)
+
+    def _train(self, gated: GatedViT, ctx: TrainContext, goal_ms: float) -> list[dict[str, object]]:
+        sch, steps = self.schedule, ctx.steps
+        cfg = TrainConfig(steps=steps, lr=ctx.lr)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": gated.weight_parameters(), "lr": ctx.lr, "weight_decay": 0.05},
+                {"params": gated.gate_parameters(), "lr": sch.gate_lr(steps), "weight_decay": 0},
+            ]
+        )
+        ctx.teacher.eval()
+        gated.train()
+        gated.set_mode("soft")
+        lam, curve = sch.lam_start, []
+        batches = forever(ctx.train)
+        for step in range(steps):
+            t = step / max(steps - 1, 1)
+            for g in gated.gates():
+                g.tau = sch.tau(t)
+            if t >= sch.straight_through_from:
+                gated.set_mode("soft", straight_through=True)
+            optimizer.param_groups[0]["lr"] = ctx.lr * 0.5 * (1 + math.cos(math.pi * t))
+            x, y = next(batches)
+            with torch.no_grad():
+                teacher_logits = ctx.teacher(x)
+            task = distill_loss(gated(x), y, teacher_logits, cfg)
+            feas = feasibility(gated)
+            expected = ctx.expected_ms(gated)
+            excess = torch.relu(expected / goal_ms - 1)
+            loss = task + sch.mu_max * t * feas + lam * excess
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(gated.weight_parameters(), 5.0)
+            optimizer.step()
+            lam += sch.lam_rate * float(excess.detach())
+            curve.append(
+                {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "task": float(task.detach()),
+                    "feasibility": float(feas.detach()),
+                    "expected_ms": float(expected.detach()),
+                    "goal_ms": goal_ms,
+                    "lambda": lam,
+                    "tau": sch.tau(t),
+                }
+            )
+            ctx.progress((step + 1) / steps, predicted_ms=float(expected.detach()))
+        return curve
+
+
+@register_strategy("hiap_token")
+class HiapToken(HiAP):
+    """HiAP on top of a token schedule that takes half the latency cut; gates take the rest."""
+
+    token_share = 0.5
