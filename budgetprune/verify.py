@@ -10,6 +10,8 @@ from budgetprune.hashing import sha256_file
 from budgetprune.schemas import Certificate, load_arch
 from budgetprune.signing import check_signature
 
+REMEASURE_ATTEMPTS = 3  # re-measure while the device says its batches disagreed
+
 
 def verify_dir(
     directory: Path,
@@ -54,13 +56,21 @@ def verify_dir(
             batch_size=cert.protocol.batch_size,
             input_shape=shape,
         )
-        result = measure(model_path, cert.device.runtime, cert.protocol, device)
-        here = float(getattr(result.stats, f"p{cert.percentile}_ms"))
+        results = []
+        for _ in range(REMEASURE_ATTEMPTS):
+            results.append(measure(model_path, cert.device.runtime, cert.protocol, device))
+            if results[-1].stable:
+                break
+        readings = [float(getattr(r.stats, f"p{cert.percentile}_ms")) for r in results]
+        # An unstable reading is the machine's load, not the model: a stable one counts; with
+        # none, the lowest (load only ever adds time), flagged as unstable.
+        here = readings[-1] if results[-1].stable else min(readings)
         out["remeasured"] = {
             f"p{cert.percentile}_ms": here,
             "within_budget": here <= cert.budget_ms,
             "same_cpu": device.cpu_model == cert.device.cpu_model,
-            "device": device.model_dump(),
-            "stable": result.stable,
+            "device": results[-1].device.model_dump(),
+            "stable": results[-1].stable,
+            "attempts_p_ms": readings,
         }
     return out

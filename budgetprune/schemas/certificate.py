@@ -23,7 +23,9 @@ class Certificate(BaseModel):
     arch_sha256: str
     budget_ms: float
     percentile: int = 90
-    margin: float = Field(description="the search aimed at budget_ms * (1 - margin)")
+    margin: float = Field(
+        description="certified_ms is at most budget_ms * (1 - margin): headroom for re-measures"
+    )
     measured: LatencyStats
     measured_repeats_p: list[float] = Field(
         description="the percentile in each independent repeat; the certified value is the max"

@@ -49,7 +49,11 @@ class JobCreate(BaseModel):
     budget_fraction: float | None = Field(None, gt=0, le=1.0)
     percentile: Literal[50, 90, 99] = 90
     margin: float = Field(
-        0.05, ge=0.0, lt=0.5, description="search for budget*(1-margin) so re-measures still pass"
+        0.05,
+        ge=0.0,
+        lt=0.5,
+        description="certify only at or under budget*(1-margin), so a re-measure that reads up "
+        "to margin/(1-margin) slower still passes",
     )
     slack: float = Field(
         0.10,

@@ -102,7 +102,7 @@ def test_prunes_to_the_budget_and_certifies(tmp_path):
     )
     cert = result.certificate
     assert cert.passed and cert.certified_ms <= cert.budget_ms == pytest.approx(6.0)
-    assert cert.certified_ms <= 6.0 * (1 - 0.05) + 1e-9, "the search aims under the margin"
+    assert cert.certified_ms <= 6.0 * (1 - 0.05) + 1e-9, "certified under budget less margin"
     assert phases[0] == "build" and "search" in phases and phases[-1] == "deliver"
     assert verify_dir(result.out_dir, trusted_public_keys=[signer.signer.public_key])["ok"]
     report = json.loads((result.out_dir / "report.json").read_text())
@@ -118,7 +118,7 @@ def test_a_certification_miss_tightens_and_certifies_again(tmp_path):
     )
     kinds = [r["kind"] for r in result.report["rounds"]]
     assert kinds.count("certify") == 2
-    assert result.certificate.passed and result.certificate.certified_ms <= 6.0
+    assert result.certificate.passed and result.certificate.certified_ms <= 6.0 * 0.95
 
 
 def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_path):
@@ -134,22 +134,25 @@ def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_pa
     assert first["measured_ms"] < 6.0 * 0.9, "the first certification is under the slack"
     assert grown and grown[-1]["measured_ms"] > first["measured_ms"]
     assert grown[-1]["gmacs"] > first["gmacs"]
+    assert grown[0]["measured_ms"] > 6.0 * 0.95, "the first round overshoots the target"
     cert = result.certificate
-    assert cert.passed and first["measured_ms"] < cert.certified_ms <= 6.0
+    assert cert.passed and first["measured_ms"] < cert.certified_ms <= 6.0 * 0.95
     # the delivered bytes are the grown model's, and they are what was certified
     assert cert.certified_ms == pytest.approx(grown[-1]["measured_ms"])
     assert verify_dir(result.out_dir, trusted_public_keys=[signer.signer.public_key])["ok"]
 
 
 def test_a_grown_model_that_misses_keeps_the_certified_one(tmp_path):
-    """The first certification reads 30% low: the grown model misses and is not delivered."""
+    """The first certification reads 30% low: the grown model misses, the second round aims
+    halfway back and misses too; neither is delivered."""
     measurer = SizeMeasurer(certify_bias=[0.7, 0.7])
     result, _, _ = _run(
         tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
     )
     rounds = result.report["rounds"]
-    assert [r["kind"] for r in rounds].count("giveback") == 1
-    assert rounds[-1]["kind"] == "giveback" and rounds[-1]["measured_ms"] > 6.0
+    grown = [r for r in rounds if r["kind"] == "giveback"]
+    assert len(grown) == 2 and all(r["measured_ms"] > 6.0 * 0.95 for r in grown)
+    assert grown[1]["goal_ms"] < grown[0]["goal_ms"], "after a miss the next round aims lower"
     certified = next(r for r in rounds if r["kind"] == "certify")
     assert result.certificate.certified_ms == pytest.approx(certified["measured_ms"])
     assert result.report["cost"]["pruned_gmacs"] == pytest.approx(certified["gmacs"])
@@ -280,7 +283,7 @@ def test_each_strategy_fits_then_certifies(tmp_path, strategy, data, curve_key):
     )
     result, phases, _ = _run(tmp_path, spec)
     report = result.report
-    assert result.certificate.passed and result.certificate.certified_ms <= 6.0
+    assert result.certificate.passed and result.certificate.certified_ms <= 6.0 * 0.95
     assert report["strategy_requested"] == strategy
     assert report["strategy"] == ("toast" if strategy == "auto" else strategy)
     fit = report["strategy_fit"]
