@@ -8,6 +8,7 @@ stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -331,6 +332,31 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tvm_tune(args: argparse.Namespace) -> int:
+    """Fill this device's MetaSchedule database ahead of jobs, one model at a time; kernels
+    already in the database are skipped, so a second model pays only for its new shapes."""
+    import onnx
+
+    from device_agents.runtimes.onnx_file import check_self_contained
+    from device_agents.runtimes.tvm_tuning import prepare, tune
+
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    reports = []
+    for name in args.onnx:
+        path = Path(name)
+        check_self_contained(path)
+        mod, target = prepare(onnx.load(str(path)), args.threads)
+        report = tune(mod, target, Path(args.db), args.trials_per_task)
+        reports.append({"model": str(path), **dataclasses.asdict(report)})
+    text = "\n".join(
+        f"{r['model']}: {len(r['new_tasks'])} new of {r['tasks']} tasks, {r['trials']} trials, "
+        f"{r['seconds']:.0f} s; database holds {r['records']} records"
+        for r in reports
+    )
+    _emit(args, {"db": args.db, "threads": args.threads, "models": reports}, text)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from budgetprune.verify import verify_dir
 
@@ -596,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--mlperf", action="store_true", help="MLPerf single-stream: 1024 runs, 60 s")
+
+    p = add("tvm-tune", cmd_tvm_tune, "tune ONNX models into this device's TVM database")
+    p.add_argument("onnx", nargs="+")
+    p.add_argument("--db", required=True, help="the database folder (BUDGETPRUNE_TVM_DB_DIR)")
+    p.add_argument("--trials-per-task", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="as the agent will time with")
 
     p = add("verify", cmd_verify, "check a certificate (and re-measure)")
     p.add_argument("dir")

@@ -3,10 +3,12 @@
 Install with the `tvm` extra (apache-tvm 0.27.0.post1 with apache-tvm-ffi pinned to 0.1.14.post1:
 0.1.15.post2 segfaults in JSON serialisation). Tested in tests/device_agents/test_tvm_runtime.py.
 ONNX enters through relax.frontend.onnx.from_onnx, targets are dicts, and TVM's thread pool must
-be sized with TVM_NUM_THREADS before it starts (it otherwise uses half the cores). The build is
-untuned: on ViTs it runs tens of times slower than ONNX Runtime (DeiT-T at 64 px, 1 thread, this
-2-core Xeon, 10 runs p50: 97.6 ms vs 2.45 ms, on a busy machine), so its latencies only mean
-something for modules tuned elsewhere (MetaSchedule, see tvm-notes.md).
+be sized with TVM_NUM_THREADS before it starts (it otherwise uses half the cores).
+
+Untuned builds run ViTs tens of times slower than ONNX Runtime, so an agent that serves TVM
+jobs sets BUDGETPRUNE_TVM_DB_DIR: builds then use that device's MetaSchedule database
+(tvm_tuning.py), and the version string says so ("+ms"), which keeps tuned and untuned timings
+in different latency tables and fingerprints.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from budgetprune.errors import MeasurementError
 from device_agents.runtimes.base import Runtime, Session
 from device_agents.runtimes.onnx_file import check_self_contained
 from device_agents.runtimes.registry import register_runtime
+from device_agents.runtimes.tvm_tuning import TvmTuning, compile_tuned, prepare, tune
 
 __all__ = ["TvmRuntime", "TvmSession"]
 
@@ -54,15 +57,19 @@ class TvmSession(Session):
 class TvmRuntime(Runtime):
     module = "tvm"
 
+    def __init__(self, tuning: TvmTuning | None = None) -> None:
+        self.tuning = tuning or TvmTuning()
+
     def version(self) -> str:
         # from the package metadata: importing tvm takes seconds and pulls in torch where it is
         # installed, and agents call this when they register
         try:
-            return importlib.metadata.version("apache-tvm")
+            base = importlib.metadata.version("apache-tvm")
         except importlib.metadata.PackageNotFoundError:  # a source build of tvm
             import tvm
 
-            return str(tvm.__version__)
+            base = str(tvm.__version__)
+        return f"{base}+ms" if self.tuning.db_dir is not None else base
 
     def load(self, path: Path, threads: int) -> Session:
         # read once, when TVM's thread pool starts: the first load in a process fixes it
@@ -71,7 +78,6 @@ class TvmRuntime(Runtime):
         import onnx
         import tvm
         from tvm import relax
-        from tvm.relax.frontend.onnx import from_onnx
 
         model = onnx.load(str(path))
         weights = {t.name for t in model.graph.initializer}
@@ -81,9 +87,17 @@ class TvmRuntime(Runtime):
         dims = inputs[0].type.tensor_type.shape.dim
         shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
-        mod = from_onnx(model, keep_params_in_input=False)
-        target = tvm.target.Target({"kind": "llvm", "num-cores": threads})
-        executable = tvm.compile(mod, target=target)
+        db_dir = self.tuning.db_dir
+        if db_dir is None:
+            from tvm.relax.frontend.onnx import from_onnx
+
+            mod = from_onnx(model, keep_params_in_input=False)
+            target = tvm.target.Target({"kind": "llvm", "num-cores": threads})
+            executable = tvm.compile(mod, target=target)
+        else:
+            mod, target = prepare(model, threads)
+            tune(mod, target, db_dir, self.tuning.trials_per_task)
+            executable = compile_tuned(mod, target, db_dir)
         device = tvm.cpu()
         return TvmSession(relax.VirtualMachine(executable, device), device, shape, str(dtype))
 
