@@ -350,7 +350,8 @@ def cmd_tvm_tune(args: argparse.Namespace) -> int:
         reports.append({"model": str(path), **dataclasses.asdict(report)})
     text = "\n".join(
         f"{r['model']}: {len(r['new_tasks'])} new of {r['tasks']} tasks, {r['trials']} trials, "
-        f"{r['seconds']:.0f} s; database holds {r['records']} records"
+        f"{r['seconds']:.0f} s; database holds {r['records']} records; untuned kernels: "
+        f"{', '.join(r['untuned']) or 'none'}"
         for r in reports
     )
     _emit(args, {"db": args.db, "threads": args.threads, "models": reports}, text)
