@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,7 +22,10 @@ from latency_tables.predictor import LutPredictor, check_fits
 from latency_tables.schema import LatencyTable
 from vitprune.cost import token_stages, tokens_per_block
 
-__all__ = ["BlockProbs", "expected_latency", "gate_probs"]
+__all__ = ["BlockProbs", "dense_probs", "expected_latency", "gate_probs"]
+
+if TYPE_CHECKING:
+    from vitprune.soft_tokens import SoftCounts
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,33 @@ def gate_probs(gated) -> list[BlockProbs]:
     ]
 
 
+def dense_probs(template: ArchSpec) -> list[BlockProbs]:
+    """Every unit open with probability 1: the widths of `template`, for a model whose widths
+    do not train (soft token pruning)."""
+    one = torch.ones(())
+    return [
+        BlockProbs(
+            attn=one * b.attn,
+            mlp=one * b.mlp,
+            heads=torch.ones(len(b.heads)),
+            qk=torch.ones(b.qk_dim),
+            v=torch.ones(b.v_dim),
+            neurons=torch.ones(b.mlp_hidden),
+        )
+        for b in template.blocks
+    ]
+
+
 def expected_latency(
-    source: LutPredictor | LatencyTable, template: ArchSpec, probs: Sequence[BlockProbs]
+    source: LutPredictor | LatencyTable,
+    template: ArchSpec,
+    probs: Sequence[BlockProbs],
+    tokens: SoftCounts | None = None,
 ) -> torch.Tensor:
     """Expected milliseconds of the sub-network the gates sample. `template` gives model, image
-    size, classes and token keep ratios (fixed during training); a predictor's calibration line
-    is applied, a bare table gives its raw sum."""
+    size, classes and token keep ratios (fixed during training) unless `tokens` gives learned,
+    expected token counts; a predictor's calibration line is applied, a bare table gives its
+    raw sum."""
     if isinstance(source, LutPredictor):
         table, scale, offset = source.table, source.scale, source.offset
     else:
@@ -65,14 +90,23 @@ def expected_latency(
     if len(probs) != len(template.blocks):
         raise ValueError(f"{len(probs)} blocks of probabilities for {len(template.blocks)} blocks")
     info = template.info
-    counts = tokens_per_block(template)
+    if tokens is None:
+        counts: Sequence[Any] = tokens_per_block(template)
+        selectors: Sequence[tuple[Any, bool]] = [
+            (
+                info.num_prefix_tokens + s.num_patches + int(s.has_package),
+                s.make_package or s.has_package,
+            )
+            for s in token_stages(template)
+        ]
+    else:
+        counts, selectors = tokens.per_block, tokens.selectors
     total = torch.zeros(())
     for p, n in zip(probs, counts, strict=True):
         attn = attention_ms(table, n, p.heads.sum(), p.qk.sum(), p.v.sum())
         total = total + p.attn * attn + p.mlp * mlp_ms(table, n, p.neurons.sum())
-    for s in token_stages(template):
-        n_in = info.num_prefix_tokens + s.num_patches + int(s.has_package)
-        total = total + selector_ms(table, n_in, s.make_package or s.has_package)
+    for n_in, package in selectors:
+        total = total + selector_ms(table, n_in, package)
     full = info.num_prefix_tokens + info.num_patches(template.img_size)
     total = total + fixed_ms(table, counts[-1], full)
     return scale * total + offset

@@ -10,12 +10,22 @@ tests cross-check the two exactly. Parameters count every tensor the extracted m
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from budgetprune.catalog import ModelInfo
 from budgetprune.schemas.arch import ArchSpec
 
-__all__ = ["TokenStage", "token_stages", "tokens_per_block", "macs", "params", "block_macs"]
+__all__ = [
+    "TokenStage",
+    "token_stages",
+    "tokens_per_block",
+    "macs",
+    "macs_at",
+    "params",
+    "block_macs",
+]
 
 # Every model in the catalog is a ViT/DeiT with biased qkv, proj, MLP and head.
 _QKV_BIAS = True
@@ -87,20 +97,22 @@ def _selector_macs(info: ModelInfo, tokens_in: int) -> int:
 
 def macs(spec: ArchSpec) -> int:
     """Multiply-accumulates of one image through the extracted model (batch 1)."""
+    prefix = spec.info.num_prefix_tokens
+    selectors = [prefix + s.num_patches + int(s.has_package) for s in token_stages(spec)]
+    return macs_at(spec, tokens_per_block(spec), selectors)
+
+
+def macs_at(spec: ArchSpec, tokens: Sequence[Any], selectors: Sequence[Any]) -> Any:
+    """MACs of `spec`'s widths with the given token count per block and tokens into each
+    selector; plain arithmetic, so expected (tensor) counts give a differentiable cost."""
     info = spec.info
     d, p = info.embed_dim, info.patch_size
-    num_patches = info.num_patches(spec.img_size)
-    total = num_patches * d * 3 * p * p
-    counts = tokens_per_block(spec)
-    by_block = {s.block: s for s in token_stages(spec)}
-    for b, tokens in enumerate(counts):
-        stage = by_block.get(b)
-        if stage is not None:
-            tokens_in = info.num_prefix_tokens + stage.num_patches + int(stage.has_package)
-            total += _selector_macs(info, tokens_in)
-        total += block_macs(spec, b, tokens)
-    total += _heads(info) * d * spec.num_classes
-    return total
+    total = info.num_patches(spec.img_size) * d * 3 * p * p
+    for tokens_in in selectors:
+        total += _selector_macs(info, tokens_in)
+    for b, n in enumerate(tokens):
+        total += block_macs(spec, b, n)
+    return total + _heads(info) * d * spec.num_classes
 
 
 def params(spec: ArchSpec) -> int:

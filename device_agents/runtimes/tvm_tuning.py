@@ -16,7 +16,6 @@ TVM release (the ffi pin, FastMath) are in ../shared/docs/tvm-notes.md.
 
 from __future__ import annotations
 
-import fcntl
 import inspect
 import logging
 import os
@@ -133,6 +132,8 @@ def _fused(mod: Any, target: Any) -> Any:
 
 @contextmanager
 def _locked(db_dir: Path) -> Iterator[Any]:
+    import fcntl  # POSIX only, and imported here: the runtimes package loads on any OS
+
     from tvm.s_tir import meta_schedule as ms
 
     db_dir.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch stays out of the registry's import (the API lists str
     from torch import nn
 
     from vitprune.gates import GatedViT
+    from vitprune.soft_tokens import SoftTokenViT
 
 
 @dataclass
@@ -52,7 +53,8 @@ class TrainContext:
     train: Iterable[tuple[torch.Tensor, torch.Tensor]] | None
     steps: int
     lr: float
-    expected_ms: Callable[[GatedViT], torch.Tensor]  # differentiable, see strategies.latency
+    # differentiable, see strategies.latency
+    expected_ms: Callable[[GatedViT | SoftTokenViT], torch.Tensor]
     progress: Callable[..., None]
 
 

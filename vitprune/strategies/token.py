@@ -1,27 +1,42 @@
-"""Computation-aware soft token pruning (SPViT family): keep ratios chosen against the latency
+"""Computation-aware soft token pruning (SPViT family): keep ratios trained against the latency
 predictor, dropped tokens merged into a package token, then distillation.
 
-The selector has no weights of its own (it reads the block's query/key), so what is learned
-against latency is the schedule: stages at a quarter, half and three quarters of the depth keep
-r, r^2, r^3 of the patches, and r is the largest value (binary search) whose predicted latency
-meets the goal. With a lookup-table predictor that is the device's own cost of fewer tokens.
-When even the smallest schedule is too slow, widths shrink too (NetAdapt on the token spec) and
-the notes say so.
+Stages sit at a quarter, half and three quarters of the depth. The schedule starts as r, r^2,
+r^3 of the patches with r the largest value (binary search) whose predicted latency meets the
+goal; with a lookup-table predictor that is the device's own cost of fewer tokens.
+
+With data and steps, the first LEARN_SHARE of the steps then train each stage's keep fraction by
+gradient (`vitprune.soft_tokens`): distillation loss plus lam * relu(E[ms] / goal - 1), E[ms] the
+predictor's expected latency at the soft token counts, lam rising while the goal is missed. So
+a stage whose tokens matter keeps more of them and another pays for it, at the same predicted
+latency. The rest of the steps distil the hard, extracted form. Without data the schedule alone
+is the result. When even the smallest schedule is too slow, widths shrink too (NetAdapt on the
+token spec) and the notes say so.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
+
 from budgetprune.schemas import ArchSpec
 from budgetprune.schemas.arch import TokenSpec
 from vitprune.gates import make_gated
+from vitprune.soft_tokens import SoftTokenViT
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
+from vitprune.train import TrainConfig, distill_loss, forever
 
 __all__ = ["TokenPruning", "keep_schedule", "with_tokens"]
 
 MIN_RATIO = 0.25
 SEARCH_STEPS = 12
+LEARN_SHARE = 0.6  # of a job's steps spent learning keep ratios; the rest distil the hard form
+KEEP_LR = 0.05  # Adam on the keep logits: a share moves ~0.01 per step
+LAM_RATE = 2.0  # the latency weight grows by this per unit of relative excess, every step
+GOAL_SLACK = 0.02  # aim this far under the goal, so rounding to whole tokens rarely crosses it
 
 
 def keep_schedule(depth: int, ratio: float) -> TokenSpec:
@@ -51,18 +66,90 @@ def with_tokens(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec:
 
 @register_strategy("token")
 class TokenPruning(NetAdapt):
-    """Works without data (the schedule alone); with data the pruned network is distilled."""
+    """Works without data (the schedule alone); with data the keep ratios are trained and the
+    pruned network is distilled."""
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search
         spec = with_tokens(search, search.dense, goal_ms)
-        notes = [f"token keep ratios {spec.tokens.keep if spec.tokens else {}}"]
+        notes: list[str] = []
+        curve: list[dict[str, object]] = []
+        model = ctx.model
+        learn = int(ctx.steps * LEARN_SHARE) if ctx.train is not None else 0
+        if learn > 0 and spec.tokens is not None:
+            soft = _learn_keep(ctx, spec.tokens, goal_ms, learn, curve)
+            learned = search.dense.model_copy(update={"tokens": soft.token_spec()})
+            notes.append(f"keep ratios learned in {learn} steps: {_ratios(learned.tokens)}")
+            if search.predict_ms(learned) <= goal_ms:
+                spec = learned
+            else:
+                notes.append("learned ratios were over the goal: binary-search schedule kept")
+            model = soft.dense_model()
+        notes.insert(0, f"token keep ratios {_ratios(spec.tokens)}")
         if search.predict_ms(spec) > goal_ms:
             spec = self.propose(search, spec, goal_ms)
             notes.append("tokens alone could not meet the goal: widths shrunk too (netadapt)")
-        gated = make_gated(ctx.model, search.dense, tokens=spec.tokens)
-        curve: list[dict[str, object]] = []
-        tune_hard(gated, spec, ctx, ctx.steps, curve, "distill")
+        gated = make_gated(model, search.dense, tokens=spec.tokens)
+        tune_hard(gated, spec, ctx, ctx.steps - learn, curve, "distill")
         if ctx.train is None:
             notes.append("no data set: token schedule only, no distillation")
         return Fitted(spec, gated.dense_model(), curve, notes)
+
+
+def _ratios(tokens: TokenSpec | None) -> dict[int, float]:
+    return {b: round(r, 3) for b, r in tokens.keep.items()} if tokens else {}
+
+
+def _learn_keep(
+    ctx: TrainContext,
+    start: TokenSpec,
+    goal_ms: float,
+    steps: int,
+    curve: list[dict[str, object]],
+) -> SoftTokenViT:
+    """Train the keep fractions (and the weights) from the binary-search schedule `start`."""
+    blocks = sorted(start.keep)
+    previous, shares = 1.0, []
+    for b in blocks:
+        shares.append(start.keep[b] / previous)
+        previous = start.keep[b]
+    soft = SoftTokenViT(ctx.model, ctx.search.dense, blocks, shares)
+    cfg = TrainConfig(steps=steps, lr=ctx.lr)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": soft.weight_parameters(), "lr": ctx.lr, "weight_decay": 0.05},
+            {"params": [soft.share_logits], "lr": KEEP_LR, "weight_decay": 0.0},
+        ]
+    )
+    ctx.teacher.eval()
+    soft.train()
+    lam = 1.0
+    batches = forever(ctx.train)
+    for step in range(steps):
+        optimizer.param_groups[0]["lr"] = ctx.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        x, y = next(batches)
+        with torch.no_grad():
+            teacher_logits = ctx.teacher(x)
+        task = distill_loss(soft(x), y, teacher_logits, cfg)
+        expected = ctx.expected_ms(soft)
+        excess = torch.relu(expected / (goal_ms * (1 - GOAL_SLACK)) - 1)
+        loss = task + lam * excess
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(soft.weight_parameters(), 5.0)
+        optimizer.step()
+        lam += LAM_RATE * float(excess.detach())
+        curve.append(
+            {
+                "step": step,
+                "loss": float(loss.detach()),
+                "task": float(task.detach()),
+                "expected_ms": float(expected.detach()),
+                "goal_ms": goal_ms,
+                "keep": [round(float(f), 4) for f in soft.fractions().detach()],
+                "phase": "learn keep ratios",
+            }
+        )
+        ctx.progress((step + 1) / ctx.steps, predicted_ms=float(expected.detach()))
+    soft.eval()
+    return soft

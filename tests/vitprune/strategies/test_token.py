@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction
 from vitprune.strategies import get_strategy
 from vitprune.strategies.token import keep_schedule, with_tokens
@@ -31,4 +33,21 @@ def test_fit_with_data_distils_and_shrinks_widths_when_tokens_are_not_enough(job
     assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
     assert len(fitted.curve) == 3
     assert any("widths shrunk" in n for n in fitted.notes)
+    assert_hard_form_is_extraction(fitted.model, fitted.arch)
+
+
+def test_fit_with_data_learns_the_keep_ratios_against_the_predictor(job):
+    ctx, predictor = job(steps=10)
+    goal = 0.85 * DENSE_MS
+    start = with_tokens(ctx.search, ctx.search.dense, goal).tokens
+    fitted = get_strategy("token").fit(ctx, goal)
+    learned = [c for c in fitted.curve if c["phase"] == "learn keep ratios"]
+    assert len(learned) == 6 and len(fitted.curve) == 10, "60% learning, then distillation"
+    assert learned[0]["keep"] != learned[-1]["keep"], "the keep fractions trained"
+    assert fitted.arch.tokens is not None and fitted.arch.tokens != start
+    assert fitted.arch.tokens.keep == pytest.approx(
+        dict(zip([3, 6, 9], learned[-1]["keep"], strict=True)), abs=1e-3
+    )
+    assert predictor.predict(fitted.arch) <= goal
+    assert any("learned" in n for n in fitted.notes)
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
