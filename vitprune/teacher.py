@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from vitprune.compute import resolved_precision, train_device
 from vitprune.data import balanced_subset, loader, num_classes, open_split
 from vitprune.models import create_model
 from vitprune.train import StepLog, TrainConfig, evaluate, finetune
@@ -74,6 +75,8 @@ def train_teacher(
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "device": str(train_device()),
+        "precision": resolved_precision(train_device()),
         "curve": [{"step": s.step, "loss": s.loss} for s in curve],
     }
     (out_dir / "teacher.json").write_text(json.dumps(summary, indent=2))

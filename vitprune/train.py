@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from vitprune.compute import Precision, autocast, placed
+
 __all__ = [
     "StepLog",
     "TrainConfig",
@@ -47,18 +49,20 @@ class TrainConfig:
     temperature: float = 1.0
     checkpoint_every: int = 0
     log_every: int = 10
+    precision: Precision | None = None  # None: BUDGETPRUNE_TRAIN_PRECISION, else auto
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, max_batches: int | None = None) -> float:
-    """Top-1 accuracy in [0, 1]."""
+    """Top-1 accuracy in [0, 1], in fp32 on the model's own device."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     correct = total = 0
     for i, (x, y) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        correct += (model(x).argmax(-1) == y).sum().item()
+        correct += (model(x.to(device)).argmax(-1).cpu() == y).sum().item()
         total += y.numel()
     model.train(was_training)
     return correct / max(total, 1)
@@ -100,8 +104,24 @@ def finetune(
     """Cross-entropy (plus distillation from `teacher` when given) for `cfg.steps` steps.
 
     With `checkpoint`, state is saved atomically every `cfg.checkpoint_every` steps and a run
-    that finds one resumes from it instead of starting over.
+    that finds one resumes from it instead of starting over. Trains on `train_device()` (a GPU
+    when there is one) and hands the model back on the CPU.
     """
+    with placed(model, teacher) as device:
+        curve = _finetune(model, loader, cfg, device, teacher, on_log, checkpoint)
+    model.eval()
+    return curve
+
+
+def _finetune(
+    model: nn.Module,
+    loader: DataLoader,
+    cfg: TrainConfig,
+    device: torch.device,
+    teacher: nn.Module | None,
+    on_log: Callable[[StepLog], None] | None,
+    checkpoint: Path | None,
+) -> list[StepLog]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     if checkpoint is not None and checkpoint.exists():
@@ -112,16 +132,17 @@ def finetune(
     curve: list[StepLog] = []
     batches = forever(loader)
     for step in range(start, cfg.steps):
-        x, y = next(batches)
+        x, y = (t.to(device, non_blocking=True) for t in next(batches))
         lr = _lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        logits = model(x)
-        teacher_logits = None
-        if teacher is not None and cfg.distill_alpha > 0:
-            with torch.no_grad():
-                teacher_logits = teacher(x)
-        loss = distill_loss(logits, y, teacher_logits, cfg)
+        with autocast(device, cfg.precision):
+            logits = model(x)
+            teacher_logits = None
+            if teacher is not None and cfg.distill_alpha > 0:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+            loss = distill_loss(logits.float(), y, _float(teacher_logits), cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -135,8 +156,11 @@ def finetune(
         every = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0
         if checkpoint is not None and (every or last):
             save_checkpoint(checkpoint, model, optimizer, step + 1)
-    model.eval()
     return curve
+
+
+def _float(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.float()
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, step: int) -> None:
@@ -150,7 +174,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, step: int) -> None:
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])

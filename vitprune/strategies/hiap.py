@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import torch
 
+from vitprune.compute import autocast, placed
 from vitprune.gates import GatedViT, make_gated
 from vitprune.strategies.base import Fitted, TrainContext, register_strategy
 from vitprune.strategies.finish import respect_limits, under_goal
@@ -100,6 +101,12 @@ class HiAP(NetAdapt):
         return Fitted(spec, gated.dense_model(), curve, notes)
 
     def _train(self, gated: GatedViT, ctx: TrainContext, goal_ms: float) -> list[dict[str, object]]:
+        with placed(gated, ctx.teacher) as device:
+            return self._train_on(device, gated, ctx, goal_ms)
+
+    def _train_on(
+        self, device: torch.device, gated: GatedViT, ctx: TrainContext, goal_ms: float
+    ) -> list[dict[str, object]]:
         sch, steps = self.schedule, ctx.steps
         cfg = TrainConfig(steps=steps, lr=ctx.lr)
         optimizer = torch.optim.AdamW(
@@ -120,10 +127,11 @@ class HiAP(NetAdapt):
             if t >= sch.straight_through_from:
                 gated.set_mode("soft", straight_through=True)
             optimizer.param_groups[0]["lr"] = ctx.lr * 0.5 * (1 + math.cos(math.pi * t))
-            x, y = next(batches)
-            with torch.no_grad():
-                teacher_logits = ctx.teacher(x)
-            task = distill_loss(gated(x), y, teacher_logits, cfg)
+            x, y = (t.to(device, non_blocking=True) for t in next(batches))
+            with autocast(device):
+                with torch.no_grad():
+                    teacher_logits = ctx.teacher(x).float()
+                task = distill_loss(gated(x).float(), y, teacher_logits, cfg)
             feas = feasibility(gated)
             expected = ctx.expected_ms(gated)
             excess = torch.relu(expected / goal_ms - 1)

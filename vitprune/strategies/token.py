@@ -22,6 +22,7 @@ import torch
 
 from budgetprune.schemas import ArchSpec
 from budgetprune.schemas.arch import TokenSpec
+from vitprune.compute import autocast, placed
 from vitprune.gates import make_gated
 from vitprune.soft_tokens import SoftTokenViT
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
@@ -114,23 +115,39 @@ def _learn_keep(
         shares.append(start.keep[b] / previous)
         previous = start.keep[b]
     soft = SoftTokenViT(ctx.model, ctx.search.dense, blocks, shares)
-    cfg = TrainConfig(steps=steps, lr=ctx.lr)
     optimizer = torch.optim.AdamW(
         [
             {"params": soft.weight_parameters(), "lr": ctx.lr, "weight_decay": 0.05},
             {"params": [soft.share_logits], "lr": KEEP_LR, "weight_decay": 0.0},
         ]
     )
+    with placed(soft, ctx.teacher) as device:
+        _train_keep(device, soft, optimizer, ctx, goal_ms, steps, curve)
+    soft.eval()
+    return soft
+
+
+def _train_keep(
+    device: torch.device,
+    soft: SoftTokenViT,
+    optimizer: torch.optim.Optimizer,
+    ctx: TrainContext,
+    goal_ms: float,
+    steps: int,
+    curve: list[dict[str, object]],
+) -> None:
+    cfg = TrainConfig(steps=steps, lr=ctx.lr)
     ctx.teacher.eval()
     soft.train()
     lam = 1.0
     batches = forever(ctx.train)
     for step in range(steps):
         optimizer.param_groups[0]["lr"] = ctx.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        x, y = next(batches)
-        with torch.no_grad():
-            teacher_logits = ctx.teacher(x)
-        task = distill_loss(soft(x), y, teacher_logits, cfg)
+        x, y = (t.to(device, non_blocking=True) for t in next(batches))
+        with autocast(device):
+            with torch.no_grad():
+                teacher_logits = ctx.teacher(x).float()
+            task = distill_loss(soft(x).float(), y, teacher_logits, cfg)
         expected = ctx.expected_ms(soft)
         excess = torch.relu(expected / (goal_ms * (1 - GOAL_SLACK)) - 1)
         loss = task + lam * excess
@@ -151,5 +168,3 @@ def _learn_keep(
             }
         )
         ctx.progress((step + 1) / ctx.steps, predicted_ms=float(expected.detach()))
-    soft.eval()
-    return soft
