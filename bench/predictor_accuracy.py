@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from budgetprune.schemas import MeasureProtocol  # noqa: E402
+from budgetprune.schemas import ArchSpec, MeasureProtocol  # noqa: E402
 from latency_tables import LinearMacsPredictor, LutPredictor, load_table, save_table  # noqa: E402
 from latency_tables.build import build_table  # noqa: E402
 from latency_tables.store import table_key  # noqa: E402
@@ -95,9 +95,18 @@ def run_model(args, model: str) -> dict:
         threads=args.threads,
     )
     dense = create_model(model, img_size=args.img_size)
+    dense_spec = ArchSpec.dense(model, img_size=args.img_size)
+    shape = [1, 3, args.img_size, args.img_size]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "m.onnx"
+        onnx_path, ref_path = Path(tmp) / "m.onnx", Path(tmp) / "dense.onnx"
+        export_onnx(dense, ref_path, img_size=args.img_size)
+
+        def reference() -> float:
+            stats = measurer.measure(ref_path, protocol, shape).stats
+            return float(getattr(stats, table.statistic))
+
+        ref_before = reference() if args.reference else None
         for seed in range(args.first_seed, args.first_seed + args.n):
             spec = sample_arch(
                 model,
@@ -107,8 +116,14 @@ def run_model(args, model: str) -> dict:
                 tokens=True,
             )
             export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
-            result = measurer.measure(onnx_path, protocol, [1, 3, args.img_size, args.img_size])
+            result = measurer.measure(onnx_path, protocol, shape)
             measured = float(getattr(result.stats, table.statistic))
+            ref_after = reference() if args.reference else None
+            rebased = None
+            if ref_before is not None and ref_after is not None:
+                # the device's speed now, from the dense model measured just before and after:
+                # what a job knows from its own baseline measurement
+                rebased = lut.predict(spec) * (ref_before + ref_after) / 2 / lut.predict(dense_spec)
             rows.append(
                 {
                     "seed": seed,
@@ -122,8 +137,11 @@ def run_model(args, model: str) -> dict:
                     "predicted_ms": lut.predict(spec),
                     "table_ms": lut.raw(spec),
                     "linear_ms": linear.predict(spec),
+                    "reference_ms": [ref_before, ref_after] if args.reference else None,
+                    "rebased_ms": rebased,
                 }
             )
+            ref_before = ref_after
             r = rows[-1]
             print(
                 f"{model} seed {seed}: measured {measured:.3f} predicted {r['predicted_ms']:.3f} "
@@ -145,7 +163,26 @@ def run_model(args, model: str) -> dict:
         "lut": summary([r["predicted_ms"] for r in rows], measured),
         "table_raw": summary([r["table_ms"] for r in rows], measured),
         "linear_macs": summary([r["linear_ms"] for r in rows], measured),
+        **(_drift(rows, measured, lut.predict(dense_spec)) if args.reference else {}),
         "rows": rows,
+    }
+
+
+def _drift(rows: list[dict], measured: list[float], dense_predicted: float) -> dict:
+    """The device's own drift, from the dense reference measured between held-out models, and
+    the predictor rebased on it."""
+    refs = [rows[0]["reference_ms"][0]] + [r["reference_ms"][1] for r in rows]
+    steps = np.abs(np.diff(refs) / np.array(refs[:-1])) * 100
+    return {
+        "lut_rebased": summary([r["rebased_ms"] for r in rows], measured),
+        "reference": {
+            "dense_predicted_ms": dense_predicted,
+            "min_ms": float(min(refs)),
+            "max_ms": float(max(refs)),
+            "max_over_min": float(max(refs) / min(refs)),
+            "median_step_pct": float(np.median(steps)),
+            "p95_step_pct": float(np.percentile(steps, 95)),
+        },
     }
 
 
@@ -163,6 +200,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--table-dir", type=Path, default=ROOT / "bench" / "results" / "tables")
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="do not time the dense model between held-out models (no drift figures)",
+    )
     parser.add_argument("--statistic", default="p50_ms", choices=["p50_ms", "min_ms"])
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -197,6 +240,8 @@ def main() -> int:
     args.out.write_text(json.dumps(body, indent=1))
     for r in results:
         print(r["model"], "lut", r["lut"], "raw", r["table_raw"], "linear", r["linear_macs"])
+        if "lut_rebased" in r:
+            print(r["model"], "rebased", r["lut_rebased"], "reference", r["reference"])
     return 0
 
 
