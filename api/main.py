@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.reconciler import reconcile_forever
-from api.routes import agents, devices, health, jobs, models, ui, uploads
+from api.routes import agents, devices, health, jobs, keys, models, ui, uploads
 from budgetprune import __version__
 from budgetprune.config import Settings, get_settings
 from budgetprune.store import get_engine
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.celery = make_celery(settings)
     if not settings.redis_url:
         prepare_broker(app.state.celery)
-    for module in (jobs, uploads, devices, agents, models, health):
+    for module in (jobs, uploads, devices, agents, models, health, keys):
         app.include_router(module.router)
 
     ui.mount(app)

@@ -359,17 +359,32 @@ def cmd_tvm_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from budgetprune.client import Client
+    from budgetprune.config import get_settings
+    from budgetprune.signing import local_public_key
     from budgetprune.verify import verify_dir
 
-    trusted = [args.public_key] if args.public_key else None
+    # Trust anchors, never the key inside the certificate: keys given by hand, the key a
+    # server publishes, and this machine's own signing key (a local `prune` or server).
+    anchors: dict[str, str] = dict.fromkeys(args.public_key or [], "--public-key")
     try:
-        body = verify_dir(Path(args.dir), remeasure=args.remeasure, trusted_public_keys=trusted)
+        if args.server:
+            with Client(args.server) as client:
+                anchors.setdefault(client.signing_key().public_key, f"the key of {args.server}")
+        local_path = get_settings().signing_key_path
+        local = local_public_key(local_path)
+        if local:
+            anchors.setdefault(local, f"this machine's signing key ({local_path})")
+        body = verify_dir(
+            Path(args.dir), remeasure=args.remeasure, trusted_public_keys=list(anchors)
+        )
     except BudgetPruneError as exc:
         _emit(args, {"ok": False, "error": str(exc)}, f"FAILED: {exc}")
         return 1
+    body["trusted_by"] = anchors[body["public_key"]]
     text = (
-        f"OK: signature and model hash check; certified p{body['percentile']} "
-        f"{body['certified_ms']:.2f} ms <= budget {body['budget_ms']:.2f} ms"
+        f"OK: signed with {body['trusted_by']}, model hash checks; certified "
+        f"p{body['percentile']} {body['certified_ms']:.2f} ms <= budget {body['budget_ms']:.2f} ms"
     )
     if "remeasured" in body:
         r = body["remeasured"]
@@ -633,7 +648,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cmd_verify, "check a certificate (and re-measure)")
     p.add_argument("dir")
     p.add_argument("--remeasure", action="store_true")
-    p.add_argument("--public-key", help="trusted signer public key (hex)")
+    p.add_argument(
+        "--public-key", action="append", help="a trusted signer's public key (hex); repeatable"
+    )
+    p.add_argument(
+        "--server", help="trust the key a server publishes (/.well-known/budgetprune-signing-key)"
+    )
     return parser
 
 
@@ -647,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"budgetprune: {exc}\n")
         return 2
     except ValueError as exc:  # pydantic validation of user input
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": f"invalid input: {exc}"}))
         sys.stderr.write(f"budgetprune: invalid input: {exc}\n")
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,8 @@ import httpx
 
 from budgetprune.artifacts import ARTIFACT_NAMES
 from budgetprune.errors import BudgetPruneError
-from budgetprune.schemas import TERMINAL_STATES, AgentsPublic, JobCreate, JobPublic
+from budgetprune.schemas import TERMINAL_STATES, AgentsPublic, JobCreate, JobPublic, Signer
+from budgetprune.signing import SIGNING_KEY_PATH
 
 
 class ApiError(BudgetPruneError):
@@ -97,6 +98,10 @@ class Client:
     def artifact(self, job_id: str, name: str) -> bytes:
         return self._request("GET", f"/v1/jobs/{job_id}/artifacts/{name}").content
 
+    def signing_key(self) -> Signer:
+        """The key this service signs certificates with: the trust anchor for `verify`."""
+        return Signer.model_validate(self._request("GET", SIGNING_KEY_PATH).json())
+
 
 class Job:
     def __init__(self, client: Client, status: JobPublic) -> None:
@@ -134,12 +139,19 @@ class Job:
 
         return json.loads(self._client.artifact(self.id, "certificate.json"))
 
-    def download(self, directory: str | Path) -> Path:
+    def download(self, directory: str | Path, *, verify: bool = True) -> Path:
+        """Fetch the artifacts; with `verify`, a delivered model's certificate is checked
+        against the server's published key and the model's hash (CertificateError if not)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        artifacts = self.refresh().artifacts
         for name in ARTIFACT_NAMES:
-            if name in self.refresh().artifacts:
+            if name in artifacts:
                 tmp = out / f".{name}.part"
                 tmp.write_bytes(self._client.artifact(self.id, name))
                 tmp.replace(out / name)
+        if verify and "certificate.json" in artifacts and "model.onnx" in artifacts:
+            from budgetprune.verify import verify_dir
+
+            verify_dir(out, trusted_public_keys=[self._client.signing_key().public_key])
         return out

@@ -55,6 +55,7 @@ def run_demo(
             )
             status = job.wait(on_update=None if as_json else _progress, poll_s=1.0)
             log("\n")
+            key = client.signing_key().public_key  # the trust anchor, while the server runs
     result_dir = (out / "jobs" / status.id / "out").resolve()
     elapsed = time.monotonic() - started
     body: dict[str, object] = {
@@ -70,7 +71,8 @@ def run_demo(
         return 1
     cert = json.loads((result_dir / "certificate.json").read_text())
     report = json.loads((result_dir / "report.json").read_text())
-    body |= {"certificate": cert, "speedup": report["latency"]["speedup_p"]}
+    verify = f"budgetprune verify {result_dir} --public-key {key} --remeasure"
+    body |= {"certificate": cert, "speedup": report["latency"]["speedup_p"], "verify": verify}
     if as_json:
         print(json.dumps(body))
     else:
@@ -82,4 +84,5 @@ def run_demo(
             f"{cert['device']['runtime_version']}, {cert['device']['threads']} thread(s); "
             f"{elapsed:.0f} s in all\n{result_dir}"
         )
+        log(f"check it (signature against the server's key, hash, latency here):\n  {verify}\n")
     return 0

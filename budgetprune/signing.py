@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from budgetprune.errors import CertificateError
 from budgetprune.schemas.certificate import Certificate, Signer
 
+# Where the service publishes its public key (api/routes/keys.py), open to anyone.
+SIGNING_KEY_PATH = "/.well-known/budgetprune-signing-key"
+
 
 def canonical_bytes(cert: Certificate) -> bytes:
     """The signed message: canonical JSON of every field except the signature."""
@@ -69,10 +72,30 @@ class CertificateSigner:
         )
 
 
-def check_signature(cert: Certificate, trusted_public_keys: list[str] | None = None) -> None:
-    """Raise CertificateError unless the signature is valid (and, if given, the key trusted)."""
-    if trusted_public_keys is not None and cert.signer.public_key not in trusted_public_keys:
-        raise CertificateError(f"certificate signed by untrusted key {cert.signer.key_id}")
+def local_public_key(path: Path) -> str | None:
+    """The public key of the signing key at `path` (this machine's server), if there is one;
+    never creates a key."""
+    if not path.is_file():
+        return None
+    try:
+        return CertificateSigner.load_or_create(path).signer.public_key
+    except (CertificateError, ValueError):
+        return None
+
+
+def check_signature(cert: Certificate, trusted_public_keys: list[str]) -> None:
+    """Raise CertificateError unless the signature is valid AND made with a trusted key: the
+    key a certificate carries proves nothing by itself (a forger re-signs with their own)."""
+    if cert.signer.public_key not in trusted_public_keys:
+        raise CertificateError(
+            f"certificate signed by key {cert.signer.key_id} ({cert.signer.public_key}), which "
+            "is not trusted here: pass --server URL (the service publishes its key at "
+            "/.well-known/budgetprune-signing-key) or --public-key HEX"
+            if trusted_public_keys
+            else f"certificate signed by key {cert.signer.key_id}, but no trusted key was "
+            "given: pass --server URL (the service publishes its key at "
+            "/.well-known/budgetprune-signing-key) or --public-key HEX"
+        )
     try:
         public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(cert.signer.public_key))
         public.verify(bytes.fromhex(cert.signature), canonical_bytes(cert))

@@ -16,10 +16,11 @@ REMEASURE_ATTEMPTS = 3  # re-measure while the device says its batches disagreed
 def verify_dir(
     directory: Path,
     *,
+    trusted_public_keys: list[str],
     remeasure: bool = False,
-    trusted_public_keys: list[str] | None = None,
 ) -> dict[str, object]:
-    """Raise CertificateError on any mismatch; return what was checked."""
+    """Raise CertificateError on any mismatch, or when the certificate was not signed with one
+    of `trusted_public_keys`; return what was checked."""
     cert_path, model_path = directory / "certificate.json", directory / "model.onnx"
     for path in (cert_path, model_path):
         if not path.is_file():
@@ -44,6 +45,7 @@ def verify_dir(
         "percentile": cert.percentile,
         "device": cert.device.model_dump(),
         "signer": cert.signer.key_id,
+        "public_key": cert.signer.public_key,
     }
     if remeasure:
         from device_agents.fingerprint import local_fingerprint

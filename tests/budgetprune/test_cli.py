@@ -93,6 +93,29 @@ def test_verify_fails_on_tampered_model(pruned, tmp_path):
     assert "model_sha256" in one_json(proc)["error"]
 
 
+def test_invalid_input_with_json_is_still_one_json_object(tmp_path):
+    proc = bp(
+        "prune", "--model", MODEL, "--budget-ms", "-3", "--out", "o", "--json",
+        cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    body = one_json(proc)
+    assert body["ok"] is False and "budget" in body["error"]
+
+
+def test_verify_trusts_only_a_key_it_was_given(delivered, tmp_path):
+    """The certificate carries its signer's key, but a forger would carry theirs: without a
+    trust anchor (--public-key, --server, this machine's own key) verify refuses."""
+    out, signer = delivered
+    refused = bp("verify", str(out), "--json", cwd=tmp_path, check=False)
+    assert refused.returncode == 1
+    assert "no trusted key" in one_json(refused)["error"]
+    body = one_json(
+        bp("verify", str(out), "--public-key", signer.signer.public_key, "--json", cwd=tmp_path)
+    )
+    assert body["ok"] and body["trusted_by"] == "--public-key"
+
+
 @pytest.mark.slow
 def test_measure_prints_percentiles(pruned):
     body = one_json(

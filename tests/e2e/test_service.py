@@ -62,9 +62,11 @@ def test_job_is_pruned_measured_and_certified(stack, tmp_path):
         assert status.state == "succeeded", status.error
         assert status.progress == 1.0 and status.budget_ms and status.measured_ms
         assert {"baseline", "certify"} <= set(phases)
-        out = job.download(tmp_path / "out")
+        out = job.download(tmp_path / "out")  # verified against the server's published key
+        published = client.signing_key()
 
     signer = CertificateSigner.load_or_create(stack.data_dir / "keys" / "signing.ed25519")
+    assert published == signer.signer
     checked = verify_dir(out, trusted_public_keys=[signer.signer.public_key])
     cert = json.loads((out / "certificate.json").read_text())
     report = json.loads((out / "report.json").read_text())

@@ -170,7 +170,7 @@ def test_every_route_refuses_a_missing_or_foreign_token(client, settings):
     user's token on this user's job, never that job's data."""
     register_agent(client)
     job = client.post("/v1/jobs", json={"model": TINY, "budget_ms": 10}).json()
-    open_paths = {"/healthz", "/readyz", "/metrics"}
+    open_paths = {"/healthz", "/readyz", "/metrics", "/.well-known/budgetprune-signing-key"}
     ids = {"job_id": job["id"], "agent_id": "x", "task_id": "x", "name": "report.json"}
     bob = user_headers(settings, "bob")
     paths = client.get("/openapi.json").json()["paths"]
