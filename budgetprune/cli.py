@@ -133,6 +133,7 @@ def _spec_from_args(args: argparse.Namespace):
         "checkpoint": args.checkpoint,
         "finetune_steps": args.finetune_steps,
         "latency_table": args.latency_table,
+        "certification": args.certification,
     }
     return JobCreate(**{k: v for k, v in fields.items() if v is not None})
 
@@ -499,6 +500,12 @@ def _job_args(p: argparse.ArgumentParser, *, server: bool) -> None:
         "--latency-table",
         help="a table from `lut build` to predict with, or 'auto' (the device's own, built "
         "once through its agent and reused)",
+    )
+    p.add_argument(
+        "--certification",
+        choices=["standard", "mlperf"],
+        help="mlperf: time the baseline and the certificate by MLPerf Mobile's single-stream "
+        "rule (at least 1024 queries and 60 s, p90)",
     )
     if server:
         p.add_argument("--device", default="cpu", help="device class, agent id, or fpga:<profile>")

@@ -141,8 +141,10 @@ class _Bench:
         path = mb.export_graph(module, self.work_dir / f"g{self.count}.onnx", input_shape)
         return self._measure(path, input_shape)
 
-    def _measure(self, path: Path, input_shape: list[int]) -> float:
-        result = self.measurer.measure(path, self.protocol, input_shape)
+    def _measure(
+        self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
+    ) -> float:
+        result = self.measurer.measure(path, protocol or self.protocol, input_shape)
         path.unlink(missing_ok=True)
         where = result.device.model_dump(exclude={"input_shape"})
         if self.device is None:
@@ -160,7 +162,14 @@ class _Bench:
         export_onnx(
             extract_subnet(model, spec), path, img_size=spec.img_size, batch_size=batch_size
         )
-        return self._measure(path, [batch_size, 3, spec.img_size, spec.img_size])
+        # whole models are timed like any other: at least 200 runs
+        protocol = self.protocol.model_copy(
+            update={
+                "runs": max(self.protocol.runs, 100),
+                "max_batches": max(self.protocol.max_batches, 2),
+            }
+        )
+        return self._measure(path, [batch_size, 3, spec.img_size, spec.img_size], protocol)
 
     def slope(
         self, make: Callable[[int], nn.Module], input_shape: list[int], depths: list[int]

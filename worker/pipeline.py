@@ -123,7 +123,11 @@ class Pipeline:
         self.work = self.out_dir.parent / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.quick = MeasureProtocol.quick(self.spec.threads)
-        self.certify_protocol = MeasureProtocol.certify(self.spec.threads)
+        self.certify_protocol = (
+            MeasureProtocol.mlperf_single_stream(self.spec.threads)
+            if self.spec.certification == "mlperf"
+            else MeasureProtocol.certify(self.spec.threads)
+        )
         self.predictor = make_predictor(self.spec)
         self._exports = 0
         self.unstable_retries = 0

@@ -28,8 +28,9 @@ class MeasureProtocol(BaseModel):
 
     @classmethod
     def quick(cls, threads: int = 1) -> MeasureProtocol:
-        """Cheap protocol for search candidates; never used for a certificate."""
-        return cls(warmup=5, runs=30, max_batches=2, stability_tolerance=0.1, threads=threads)
+        """Search candidates: two batches of 100 runs (200 in all, the least any whole model
+        is timed with), a loose agreement rule; never used for a certificate."""
+        return cls(warmup=10, runs=100, max_batches=2, stability_tolerance=0.1, threads=threads)
 
     @classmethod
     def certify(cls, threads: int = 1) -> MeasureProtocol:

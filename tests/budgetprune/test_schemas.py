@@ -6,7 +6,7 @@ import pytest
 
 from budgetprune.catalog import get_model_info
 from budgetprune.errors import InvalidArchError, UnsupportedModelError
-from budgetprune.schemas import ArchSpec, JobCreate, load_arch
+from budgetprune.schemas import ArchSpec, JobCreate, MeasureProtocol, load_arch
 
 
 def test_dense_spec_matches_catalog():
@@ -63,3 +63,16 @@ def test_job_spec_examples():
     assert JobCreate(model="deit_tiny_patch16_224", budget_fraction=0.6).margin == 0.05
     with pytest.raises(ValueError):
         JobCreate(model="deit_tiny_patch16_224", budget_fraction=1.5)
+
+
+@pytest.mark.parametrize("name", ["quick", "certify", "mlperf_single_stream"])
+def test_every_whole_model_protocol_times_at_least_200_runs(name):
+    """The measuring loop always runs two batches unless max_batches is 1 (MLPerf's rule,
+    which has its own 1024-query floor)."""
+    p = getattr(MeasureProtocol, name)()
+    assert p.runs * min(2, p.max_batches) >= 200
+
+
+def test_mlperf_certification_needs_the_90th_percentile():
+    with pytest.raises(ValueError, match="90th percentile"):
+        JobCreate(model="deit_tiny_patch16_224", budget_ms=5, certification="mlperf", percentile=99)

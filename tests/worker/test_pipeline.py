@@ -111,6 +111,21 @@ def test_prunes_to_the_budget_and_certifies(tmp_path):
     assert not (tmp_path / "job" / "work").exists(), "scratch files are removed"
 
 
+def test_mlperf_certification_times_the_baseline_and_certificate_by_mlperfs_rule(tmp_path):
+    measurer = SizeMeasurer()
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6, certification="mlperf")
+    result, _, _ = _run(tmp_path, spec, measurer)
+    mlperf = MeasureProtocol.mlperf_single_stream()
+    dense_protocol = measurer.calls[0][1]
+    assert dense_protocol == mlperf, "the budget comes from an MLPerf-timed dense model"
+    certified = [p for name, p in measurer.calls if name == "model.onnx"]
+    assert certified and all(p == mlperf for p in certified)
+    assert result.certificate.protocol.min_duration_s == 60.0
+    assert result.certificate.protocol.runs >= 1024 and result.certificate.percentile == 90
+    searched = [p for name, p in measurer.calls if name.startswith("0") and "cand" in name]
+    assert searched and all(p.runs * min(2, p.max_batches) >= 200 for p in searched)
+
+
 def test_a_certification_miss_tightens_and_certifies_again(tmp_path):
     measurer = SizeMeasurer(certify_bias=[1.3, 1.3])  # the first certification reads 30% high
     result, _, _ = _run(
