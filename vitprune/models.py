@@ -164,6 +164,10 @@ def load_checkpoint(model: nn.Module, checkpoint: str | Path | Mapping[str, torc
             shapes = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in wrong]
             parts.append(f"wrong shapes {_few(shapes)}")
         raise CheckpointError("checkpoint does not fit the model: " + "; ".join(parts))
+    not_float = sorted(f"{k} {v.dtype}" for k, v in state.items() if not v.is_floating_point())
+    if not_float:
+        # a cast would load them as numbers; they are not weights of this model
+        raise CheckpointError(f"checkpoint tensors that are not floating point: {_few(not_float)}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 

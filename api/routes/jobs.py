@@ -10,12 +10,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import CeleryDep, CurrentUser, SessionDep, SettingsDep
 from api.problems import COMMON_ERRORS
 from budgetprune.artifacts import ARTIFACT_NAMES, job_out_dir
+from budgetprune.catalog import get_model_info
+from budgetprune.checkpoints import check_checkpoint_fits
 from budgetprune.config import Settings
+from budgetprune.filecheck import UnsafeFileError
 from budgetprune.schemas import (
     TERMINAL_STATES,
     JobCreate,
@@ -139,21 +143,49 @@ def create_job(
     if idempotency_key:
         earlier = crud.job_by_idempotency_key(session, owner_id=user.id, key=idempotency_key)
         if earlier is not None:
-            if earlier.spec_json != spec.model_dump_json():
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    "this Idempotency-Key was used with another request body; use a new key",
-                )
-            response.status_code = status.HTTP_200_OK
-            response.headers["Location"] = f"/v1/jobs/{earlier.id}"
-            return job_public(earlier, settings)
+            return _replayed(earlier, spec, response, settings)
     _check_device(session, spec)
     _check_paths(settings, spec, user)
-    job = crud.create_job(session, spec=spec, owner_id=user.id, idempotency_key=idempotency_key)
-    session.commit()  # the worker must find the row before it sees the message
+    _check_checkpoint(spec)
+    try:
+        job = crud.create_job(session, spec=spec, owner_id=user.id, idempotency_key=idempotency_key)
+        session.commit()  # the worker must find the row before it sees the message
+    except IntegrityError:
+        # Two requests with one key raced past the lookup; the unique constraint let one in.
+        session.rollback()
+        earlier = crud.job_by_idempotency_key(session, owner_id=user.id, key=idempotency_key or "")
+        if earlier is None:
+            raise
+        return _replayed(earlier, spec, response, settings)
     enqueue_job(celery, job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_public(job, settings)
+
+
+def _replayed(earlier: Job, spec: JobCreate, response: Response, settings: Settings) -> JobPublic:
+    """The job an earlier request with this Idempotency-Key created, if it asked the same."""
+    if earlier.spec_json != spec.model_dump_json():
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "this Idempotency-Key was used with another request body; use a new key",
+        )
+    response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{earlier.id}"
+    return job_public(earlier, settings)
+
+
+def _check_checkpoint(spec: JobCreate) -> None:
+    """A safetensors checkpoint that cannot fit the model is refused now, naming the tensors;
+    a .pt is checked by the worker when it loads it (its shapes are inside a pickle)."""
+    if spec.checkpoint is None or Path(spec.checkpoint).suffix.lower() != ".safetensors":
+        return
+    info = get_model_info(spec.model)
+    img_size = spec.img_size or info.img_size
+    num_classes = info.num_classes if spec.num_classes is None else spec.num_classes
+    try:
+        check_checkpoint_fits(Path(spec.checkpoint), info, img_size, num_classes)
+    except UnsafeFileError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"checkpoint: {exc}") from None
 
 
 @router.get("", response_model=JobsPublic)

@@ -36,3 +36,22 @@ def test_wrong_shapes_name_the_tensor(tmp_path):
     save_file(state, str(path))
     with pytest.raises(BudgetPruneError, match="head.weight"):
         create_model("deit_tiny_patch16_224", img_size=32, checkpoint=path)
+
+
+def test_integer_tensors_are_refused_not_cast(tmp_path):
+    model = create_model("deit_tiny_patch16_224", img_size=32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["norm.weight"] = torch.ones(192, dtype=torch.int32)
+    path = tmp_path / "i.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(BudgetPruneError, match="norm.weight torch.int32"):
+        create_model("deit_tiny_patch16_224", img_size=32, checkpoint=path)
+
+
+def test_half_precision_weights_load_as_float32(tmp_path):
+    model = create_model("deit_tiny_patch16_224", img_size=32)
+    path = tmp_path / "h.safetensors"
+    save_file({k: v.half() for k, v in model.state_dict().items()}, str(path))
+    loaded = create_model("deit_tiny_patch16_224", img_size=32, checkpoint=path)
+    assert loaded.head.weight.dtype == torch.float32
+    torch.testing.assert_close(loaded.head.weight, model.head.weight.half().float())
