@@ -165,6 +165,28 @@ def test_idempotency_key(client):
     assert client.get("/v1/jobs").json()["count"] == 1
 
 
+def test_a_request_that_loses_the_idempotency_race_gets_the_winners_job(client, monkeypatch):
+    """Two retries with one key can both miss the lookup; the unique constraint admits one,
+    and the other answers with that job instead of a 500."""
+    from budgetprune.store import crud
+
+    register_agent(client)
+    body = {"model": TINY, "budget_ms": 10}
+    first = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "race"}).json()
+    real = crud.job_by_idempotency_key
+    calls = []
+
+    def blind_once(session, *, owner_id, key):
+        calls.append(key)
+        return None if len(calls) == 1 else real(session, owner_id=owner_id, key=key)
+
+    monkeypatch.setattr(crud, "job_by_idempotency_key", blind_once)
+    again = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "race"})
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    assert len(calls) == 2, "the lookup missed, the insert collided, the retry found the winner"
+    assert client.get("/v1/jobs").json()["count"] == 1
+
+
 def test_every_route_refuses_a_missing_or_foreign_token(client, settings):
     """Walk every operation in the OpenAPI document: without a token, 401; with another
     user's token on this user's job, never that job's data."""
