@@ -141,7 +141,31 @@ class JobCreate(BaseModel):
         return self
 
 
+_JOB_EXAMPLE = {
+    "id": "6f1c2a9e0b4d4c1e9a7f3b2d5e8c0a11",
+    "state": "running",
+    "phase": "search",
+    "progress": 0.42,
+    "spec": {
+        "model": "deit_tiny_patch16_224",
+        "device": "cpu",
+        "runtime": "onnxruntime",
+        "budget_fraction": 0.6,
+    },
+    "budget_ms": 18.52,
+    "measured_ms": 19.87,
+    "measured": True,
+    "predicted_ms": 18.1,
+    "error": None,
+    "artifacts": [],
+    "created_at": "2026-11-23T19:40:02Z",
+    "updated_at": "2026-11-23T19:40:41Z",
+}
+
+
 class JobPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_JOB_EXAMPLE]})
+
     id: str
     state: JobState
     phase: str
@@ -162,11 +186,28 @@ class JobPublic(BaseModel):
 
 
 class JobsPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [_JOB_EXAMPLE], "count": 1}]}
+    )
+
     data: list[JobPublic]
     count: int
 
 
+_EVENT_EXAMPLE = {
+    "id": 17,
+    "at": "2026-11-23T19:40:41Z",
+    "phase": "search",
+    "progress": 0.42,
+    "measured_ms": 19.87,
+    "predicted_ms": 18.1,
+    "budget_ms": 18.52,
+}
+
+
 class JobEventPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EVENT_EXAMPLE]})
+
     id: int
     at: datetime
     phase: str
@@ -177,5 +218,9 @@ class JobEventPublic(BaseModel):
 
 
 class JobEventsPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [_EVENT_EXAMPLE], "count": 1}]}
+    )
+
     data: list[JobEventPublic]
     count: int

@@ -25,7 +25,13 @@ from budgetprune.errors import MeasurementError
 from device_agents.runtimes.base import Runtime, Session
 from device_agents.runtimes.onnx_file import check_self_contained
 from device_agents.runtimes.registry import register_runtime
-from device_agents.runtimes.tvm_tuning import TvmTuning, compile_tuned, prepare, tune
+from device_agents.runtimes.tvm_tuning import (
+    TvmTuning,
+    compile_tuned,
+    cpu_target,
+    prepare,
+    tune,
+)
 
 __all__ = ["TvmRuntime", "TvmSession"]
 
@@ -92,10 +98,9 @@ class TvmRuntime(Runtime):
             from tvm.relax.frontend.onnx import from_onnx
 
             mod = from_onnx(model, keep_params_in_input=False)
-            target = tvm.target.Target({"kind": "llvm", "num-cores": threads})
-            executable = tvm.compile(mod, target=target)
+            executable = tvm.compile(mod, target=cpu_target(threads, self.tuning.mcpu))
         else:
-            mod, target = prepare(model, threads)
+            mod, target = prepare(model, threads, self.tuning.mcpu)
             tune(mod, target, db_dir, self.tuning.trials_per_task)
             executable = compile_tuned(mod, target, db_dir)
         device = tvm.cpu()

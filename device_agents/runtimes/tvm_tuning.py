@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["TuneReport", "TvmTuning", "compile_tuned", "prepare", "tune"]
+__all__ = ["TuneReport", "TvmTuning", "compile_tuned", "cpu_target", "prepare", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,26 @@ class TvmTuning(BaseSettings):
         description="trials the agent spends on each tuning task a leased model adds to the "
         "database before timing it (0: use what `budgetprune tvm-tune` put there)",
     )
+    mcpu: str | None = Field(
+        None,
+        description="LLVM CPU to generate code for; unset: this host's (llvm_get_system_cpu). "
+        "Without one LLVM targets generic x86-64, which has no AVX at all",
+    )
+
+
+def cpu_target(threads: int, mcpu: str | None = None) -> Any:
+    """The llvm target for this host's own CPU. Tuning records are per target, so a database
+    tuned for one CPU is not silently used for another."""
+    import tvm
+    from tvm.target import codegen
+
+    cpu = mcpu or codegen.llvm_get_system_cpu()
+    if not codegen.llvm_is_valid_cpu(cpu, codegen.llvm_get_system_triple()):
+        cpu = None  # an LLVM older than the CPU: let it pick
+    spec: dict[str, Any] = {"kind": "llvm", "num-cores": threads}
+    if cpu and cpu != "generic":
+        spec["mcpu"] = cpu
+    return tvm.target.Target(spec)
 
 
 @dataclass
@@ -96,9 +116,8 @@ def _import_tensor_intrin() -> None:
             import tvm.s_tir.tensor_intrin  # noqa: F401
 
 
-def prepare(model: Any, threads: int) -> tuple[Any, Any]:
+def prepare(model: Any, threads: int, mcpu: str | None = None) -> tuple[Any, Any]:
     """ONNX -> Relax with FastMath. Returns (module, target)."""
-    import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
@@ -106,7 +125,7 @@ def prepare(model: Any, threads: int) -> tuple[Any, Any]:
     mod = from_onnx(model, keep_params_in_input=False)
     # erf in GELU and softmax dominate an untuned ViT; FastMath keeps outputs within ~1e-6
     mod = relax.transform.FastMathTransform()(mod)
-    return mod, tvm.target.Target({"kind": "llvm", "num-cores": threads})
+    return mod, cpu_target(threads, mcpu)
 
 
 def _fused(mod: Any, target: Any) -> Any:

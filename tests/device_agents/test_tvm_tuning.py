@@ -65,3 +65,19 @@ def test_trials_must_not_be_negative(monkeypatch) -> None:
     monkeypatch.setenv("BUDGETPRUNE_TVM_TRIALS_PER_TASK", "-1")
     with pytest.raises(ValueError, match="trials_per_task"):
         TvmTuning()
+
+
+def test_builds_target_this_hosts_cpu_not_generic_x86_64():
+    """Without mcpu LLVM assumes generic x86-64 (SSE2 only): tuned schedules would never use
+    the vector units the device has."""
+    pytest.importorskip("tvm")
+    from tvm.target import codegen
+
+    from device_agents.runtimes.tvm_tuning import cpu_target
+
+    target = cpu_target(2)
+    assert target.attrs["num-cores"] == 2
+    host = codegen.llvm_get_system_cpu()
+    if host != "generic":
+        assert target.attrs["mcpu"] == host
+    assert cpu_target(1, "x86-64-v3").attrs["mcpu"] == "x86-64-v3"
