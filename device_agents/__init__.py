@@ -17,6 +17,7 @@ from device_agents.errors import (
     ModelDownloadError,
     ProtocolError,
     ServerUnavailableError,
+    TaskCancelledError,
     UnknownAgentError,
     UnknownRuntimeError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Runtime",
     "ServerUnavailableError",
     "Session",
+    "TaskCancelledError",
     "UnknownAgentError",
     "UnknownRuntimeError",
     "available_runtimes",

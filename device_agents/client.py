@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -22,9 +22,11 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from budgetprune.schemas.agent import (
+    AgentHeartbeat,
     AgentPublic,
     AgentRegister,
     AgentRegistered,
+    HeartbeatReply,
     TaskLease,
     TaskResult,
 )
@@ -35,6 +37,7 @@ from device_agents.errors import (
     ModelDownloadError,
     ProtocolError,
     ServerUnavailableError,
+    TaskCancelledError,
     UnknownAgentError,
 )
 
@@ -109,10 +112,24 @@ class AgentClient:
             return AgentPublic(**registered.model_dump(exclude={"token"}))
         raise _unexpected(resp)
 
-    def heartbeat(self, agent_id: str) -> None:
-        resp = self._send("POST", f"/v1/agents/{_seg(agent_id)}/heartbeat")
-        if resp.status_code in (200, 204):
-            return
+    def heartbeat(
+        self, agent_id: str, task_ids: Sequence[str] = (), wait_s: float = 0.0
+    ) -> HeartbeatReply:
+        """Alive. Names the tasks being worked on; the reply lists those to drop. With `wait_s`
+        the server holds the answer until one is dropped or the wait is over (a long poll, so
+        the read timeout is stretched as for `next_task`)."""
+        body = AgentHeartbeat(task_ids=list(task_ids)) if task_ids else None
+        resp = self._send(
+            "POST",
+            f"/v1/agents/{_seg(agent_id)}/heartbeat",
+            body=body,
+            params={"wait": _fmt_seconds(wait_s)} if wait_s else None,
+            timeout=wait_s + self.timeout if wait_s else None,
+        )
+        if resp.status_code == 204 or (resp.status_code == 200 and not resp.content):
+            return HeartbeatReply()  # a server from before replies carried news
+        if resp.status_code == 200:
+            return _parse(HeartbeatReply, resp)
         raise _unexpected(resp, agent_id)
 
     def next_task(self, agent_id: str, wait_s: float) -> TaskLease | None:
@@ -141,11 +158,14 @@ class AgentClient:
             return False
         raise _unexpected(resp, agent_id)
 
-    def download_model(self, lease: TaskLease, dest: Path) -> Path:
+    def download_model(
+        self, lease: TaskLease, dest: Path, *, cancel: threading.Event | None = None
+    ) -> Path:
         """Stream the model to `dest` (a file, or a directory to put it in) and verify its hash.
 
         Bytes go to a temporary name next to `dest` and are renamed only once the sha256 matches
-        the lease, so a half-written or tampered file is never measured.
+        the lease, so a half-written or tampered file is never measured. `cancel` is checked
+        between chunks (TaskCancelledError): a large model over a phone's link takes a while.
         """
         if not lease.model_url.startswith("/") or lease.model_url.startswith("//"):
             # the bearer token must not travel to another host
@@ -157,12 +177,14 @@ class AgentClient:
             dest = dest / f"model-{lease.model_sha256[:16]}.onnx"
         expected = lease.model_sha256.lower()
         return self._retrying(
-            "download", lambda: self._download_once(lease.model_url, dest, expected)
+            "download", lambda: self._download_once(lease.model_url, dest, expected, cancel)
         )
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _download_once(self, url: str, dest: Path, expected_sha256: str) -> Path:
+    def _download_once(
+        self, url: str, dest: Path, expected_sha256: str, cancel: threading.Event | None
+    ) -> Path:
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         try:
             with self._http.stream("GET", url) as resp:
@@ -179,6 +201,8 @@ class AgentClient:
                 size = 0
                 with tmp.open("wb") as f:
                     for chunk in resp.iter_bytes(1 << 20):
+                        if cancel is not None and cancel.is_set():
+                            raise TaskCancelledError("download cancelled: the task was dropped")
                         size += len(chunk)
                         if size > self.max_model_bytes:
                             raise ModelDownloadError(

@@ -5,6 +5,12 @@ missing, the bytes do not match the hash) is posted as ok=False so the job can f
 reason. A server's failure (network, 5xx) is waited out with backoff. A 404 for our agent id
 means the server forgot us (database reset): register again. Only a refused token (401) or a
 machine with no runtime at all ends the daemon, since retrying cannot fix either.
+
+Two threads: the main one polls for a task and measures it; the heartbeat thread keeps the
+agent's leases alive and, while a task runs, holds its heartbeat open as a long poll naming
+that task. When the server answers that the task was dropped (its job was cancelled, or the
+lease is no longer ours), it sets the task's cancel event, the measurement stops at its next
+run, nothing is posted, and the agent is free for the next task at once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import re
 import signal
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,6 +41,7 @@ from device_agents.errors import (
     AuthenticationError,
     MeasurementStoppedError,
     ModelDownloadError,
+    TaskCancelledError,
     UnknownAgentError,
 )
 from device_agents.fingerprint import host_info, local_fingerprint
@@ -45,6 +54,16 @@ log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 4000  # TaskResult.error's limit
 _TASK_FILE_PREFIX = "task-"
+_JOIN_HEARTBEAT_S = 1.0  # a long-poll beat in flight holds nothing worth waiting for
+
+
+@dataclass
+class _RunningTask:
+    """The task the main thread works on, shared with the heartbeat thread that watches it."""
+
+    lease: TaskLease
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
 
 
 class Agent:
@@ -70,10 +89,14 @@ class Agent:
         self.error_backoff_cap_s = error_backoff_cap_s
         self.agent_id: str | None = None
         self.tasks_done = 0
+        self.tasks_cancelled = 0  # dropped by the server mid-task, so not posted
         self.busy = False  # measuring a task: a first signal lets it finish
         self._runtimes: list[RuntimeInfo] = []
         # set by either thread when the server answers 404 for our id; the main loop registers
         self._reregister = threading.Event()
+        self._task: _RunningTask | None = None
+        # wakes the heartbeat thread: a task started (watch it now) or the daemon is stopping
+        self._wake = threading.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -122,8 +145,9 @@ class Agent:
                     stop.wait(delay)
         finally:
             heartbeat_stop.set()
+            self._wake.set()
             if heartbeat.is_alive():
-                heartbeat.join(timeout=5.0)
+                heartbeat.join(timeout=_JOIN_HEARTBEAT_S)
             self._remove_task_files()
         log.info("agent %s stopped after %d task(s)", self.agent_id, self.tasks_done)
 
@@ -146,35 +170,89 @@ class Agent:
         log.info("registered as agent %s (%s; %s)", public.id, host.cpu_model, names)
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_s):
-            agent_id = self.agent_id
-            if agent_id is None or self._reregister.is_set():
+        """Idle: one short heartbeat every `heartbeat_s`. Busy: heartbeats back to back, each
+        naming the task and held by the server for up to `heartbeat_s` unless it drops the
+        task, so a cancel arrives within the server's poll interval for the same one request
+        per period (a measurement pays for every request the device serves)."""
+        due = time.monotonic() + self.heartbeat_s  # registering was a sign of life
+        while not stop.is_set():
+            # a task that started during the last beat left the event set: watch it right away
+            if self._wake.wait(max(due - time.monotonic(), 0)):
+                self._wake.clear()
+                due = time.monotonic()  # a task started: watch it now (or we are stopping)
                 continue
             try:
-                self.client.heartbeat(agent_id)
-            except UnknownAgentError:
-                self._reregister.set()
+                due = self._beat()
             except AgentStoppedError:
                 return
-            except AgentError as exc:
-                log.warning("heartbeat failed: %s", exc)
+            except Exception:  # a dead heartbeat thread would lose every lease: carry on
+                if stop.is_set():
+                    return  # the client was closed under a beat in flight
+                log.exception("heartbeat failed")
+                due = time.monotonic() + self.heartbeat_s
+
+    def _beat(self) -> float:
+        """One heartbeat; returns when the next one is due."""
+        started = time.monotonic()
+        paced = started + self.heartbeat_s
+        agent_id = self.agent_id
+        if agent_id is None or self._reregister.is_set():
+            return paced
+        task = self._task
+        try:
+            if task is None or task.cancelled.is_set():
+                self.client.heartbeat(agent_id)
+                return paced
+            task_id = task.lease.task_id
+            reply = self.client.heartbeat(agent_id, [task_id], wait_s=self.heartbeat_s)
+        except UnknownAgentError:
+            self._reregister.set()
+            return paced
+        except AgentStoppedError:
+            raise
+        except AgentError as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return paced
+        if task_id in reply.cancelled_task_ids:
+            log.info("task %s: the server dropped it; stopping the measurement", task_id)
+            task.cancelled.set()
+            return paced  # the next task wakes the loop
+        if time.monotonic() - started < self.heartbeat_s / 2:
+            # the task ended, or the server did not hold the answer: the idle pace, not a spin
+            return paced
+        return time.monotonic()
 
     # -- one task ------------------------------------------------------------------------------
 
     def _handle(self, lease: TaskLease, stop: threading.Event) -> None:
-        """Download, measure, post. Server errors propagate to the loop; task errors are posted."""
+        """Download, measure, post. Server errors propagate to the loop; task errors are posted;
+        a task the server dropped meanwhile is abandoned without a word."""
+        task = _RunningTask(lease)
         self.busy = True
+        self._task = task
+        self._wake.set()
         try:
-            self._handle_task(lease, stop)
+            self._handle_task(lease, stop, task.cancelled)
+        except TaskCancelledError:
+            self.tasks_cancelled += 1
+            log.info(
+                "task %s cancelled after %.1f s (its job was cancelled or the lease is no "
+                "longer ours): stopped, nothing posted",
+                lease.task_id,
+                time.monotonic() - task.started,
+            )
         finally:
+            self._task = None
             self.busy = False
 
-    def _handle_task(self, lease: TaskLease, stop: threading.Event) -> None:
+    def _handle_task(
+        self, lease: TaskLease, stop: threading.Event, cancelled: threading.Event
+    ) -> None:
         log.info("task %s: %s, %d thread(s)", lease.task_id, lease.runtime, lease.protocol.threads)
         path = self.work_dir / f"{_TASK_FILE_PREFIX}{_safe_name(lease.task_id)}.onnx"
         try:
             try:
-                self.client.download_model(lease, path)
+                self.client.download_model(lease, path, cancel=cancelled)
             except ModelDownloadError as exc:
                 self._post(lease, TaskResult(lease_id=lease.lease_id, ok=False, error=_text(exc)))
                 return
@@ -187,7 +265,11 @@ class Agent:
                     agent_id=self.agent_id,
                     device_class=self.device_class,
                 )
-                result = measure(path, lease.runtime, lease.protocol, device, stop=stop)
+                result = measure(
+                    path, lease.runtime, lease.protocol, device, stop=stop, cancel=cancelled
+                )
+            except TaskCancelledError:
+                raise
             except MeasurementStoppedError:
                 # not posted: the lease runs out and the server hands the task to someone else
                 log.info("task %s abandoned: agent stopping", lease.task_id)
@@ -209,6 +291,10 @@ class Agent:
             path.unlink(missing_ok=True)
 
     def _post(self, lease: TaskLease, result: TaskResult) -> None:
+        task = self._task
+        if task is not None and task.cancelled.is_set():
+            # dropped while the last run finished: the server would answer 409 anyway
+            raise TaskCancelledError("the task was dropped before its result was posted")
         if self.client.post_result(self.agent_id or "", lease.task_id, result):
             self.tasks_done += 1
         else:

@@ -4,6 +4,7 @@
     ├── MeasurementError                 (budgetprune.errors)
     │   ├── UnknownRuntimeError          a runtime name not registered or not importable here
     │   └── MeasurementStoppedError      the stop event was set while the model was being timed
+    │       └── TaskCancelledError       the server dropped the task (job cancelled, lease lost)
     └── AgentError                       talking to the API server failed
         ├── AuthenticationError          401: the token is wrong; retrying cannot help
         ├── UnknownAgentError            404 for our agent id: register again (server DB reset)
@@ -14,6 +15,7 @@
 
 The daemon treats AuthenticationError as fatal, UnknownAgentError as "register again" and every
 other AgentError as transient; measurement problems become a posted ok=False result instead.
+A stopped or cancelled measurement is posted as nothing at all: nobody wants its numbers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "ModelDownloadError",
     "ProtocolError",
     "ServerUnavailableError",
+    "TaskCancelledError",
     "UnknownAgentError",
     "UnknownRuntimeError",
 ]
@@ -39,6 +42,11 @@ class UnknownRuntimeError(MeasurementError, LookupError):
 
 class MeasurementStoppedError(MeasurementError):
     pass
+
+
+class TaskCancelledError(MeasurementStoppedError):
+    """Raised between runs (or download chunks) once the heartbeat hears the task is dropped;
+    a MeasurementStoppedError, so code that stops on one stops on the other."""
 
 
 class AgentError(BudgetPruneError):

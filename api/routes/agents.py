@@ -1,4 +1,7 @@
-"""The agent protocol: register, heartbeat, long-poll for a leased task, fetch, report."""
+"""The agent protocol: register, heartbeat, long-poll for a leased task, fetch, report.
+
+Agents only ever call in, so news for an agent (its task was cancelled) rides on the answer to a
+call it makes anyway: the heartbeat, which a busy agent holds open as a long poll."""
 
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from api.problems import COMMON_ERRORS
 from api.routes.devices import agent_public
 from budgetprune.config import Settings
 from budgetprune.schemas import (
+    AgentHeartbeat,
     AgentRegister,
     AgentRegistered,
+    HeartbeatReply,
     MeasureProtocol,
     TaskLease,
     TaskResult,
@@ -40,14 +45,48 @@ def register(data: AgentRegister, session: SessionDep, settings: SettingsDep) ->
     return AgentRegistered(**agent_public(session, agent, settings).model_dump(), token=token)
 
 
-@router.post("/{agent_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
-def heartbeat(
-    agent_id: str, agent: CallingAgent, session: SessionDep, settings: SettingsDep
-) -> Response:
-    """Alive: also extends the agent's running leases (a live agent keeps its tasks)."""
-    if not crud.touch_agent(session, agent_id=agent_id, extend_leases_s=settings.lease_seconds):
+def _beat(settings: Settings, agent_id: str) -> bool:
+    with session_scope(settings.database_url) as session:
+        return crud.touch_agent(session, agent_id=agent_id, extend_leases_s=settings.lease_seconds)
+
+
+def _lease_states(settings: Settings, agent_id: str, task_ids: list[str]) -> dict[str, str]:
+    with session_scope(settings.database_url) as session:
+        return dict(crud.lease_states(session, agent_id=agent_id, task_ids=task_ids))
+
+
+@router.post("/{agent_id}/heartbeat", response_model=HeartbeatReply)
+async def heartbeat(
+    agent_id: str,
+    agent: CallingAgent,
+    settings: SettingsDep,
+    beat: AgentHeartbeat | None = None,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=60, description="long-poll seconds while a named task is still held"),
+    ] = 0.0,
+) -> HeartbeatReply:
+    """Alive: extends the agent's running leases (a live agent keeps its tasks), and answers
+    which of the tasks the body names the agent must drop (cancelled, or no longer its own).
+
+    With `wait`, the answer is held until one of them is dropped or the wait is over, so a busy
+    agent hears of a cancel within a poll interval while sending one request per heartbeat.
+    The wait is capped at a third of the lease: the next heartbeat must come before the lease
+    this one extended runs out."""
+    task_ids = beat.task_ids if beat is not None else []
+    if not await run_in_threadpool(_beat, settings, agent_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"agent {agent_id} is not registered")
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    if not task_ids:
+        return HeartbeatReply()
+    deadline = time.monotonic() + min(wait, settings.lease_seconds / 3)
+    while True:
+        states = await run_in_threadpool(_lease_states, settings, agent_id, task_ids)
+        # also answer once a task finished: the agent has moved on and may watch another
+        if any(s != "held" for s in states.values()) or time.monotonic() >= deadline:
+            return HeartbeatReply(
+                cancelled_task_ids=[t for t, s in states.items() if s == "revoked"]
+            )
+        await asyncio.sleep(min(settings.poll_interval_s * 2, max(deadline - time.monotonic(), 0)))
 
 
 def _try_lease(settings: Settings, agent: Agent) -> TaskLease | None:

@@ -1,10 +1,12 @@
 """Pydantic models at every boundary: job spec, arch spec, agent protocol, certificate."""
 
 from budgetprune.schemas.agent import (
+    AgentHeartbeat,
     AgentPublic,
     AgentRegister,
     AgentRegistered,
     AgentsPublic,
+    HeartbeatReply,
     ProfilePublic,
     RuntimeInfo,
     TaskLease,
@@ -30,6 +32,7 @@ from budgetprune.schemas.measurement import (
 
 __all__ = [
     "TERMINAL_STATES",
+    "AgentHeartbeat",
     "AgentPublic",
     "AgentRegister",
     "AgentRegistered",
@@ -39,6 +42,7 @@ __all__ = [
     "BlockSpec",
     "Certificate",
     "DeviceFingerprint",
+    "HeartbeatReply",
     "JobCreate",
     "JobEventPublic",
     "JobEventsPublic",

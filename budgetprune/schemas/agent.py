@@ -7,7 +7,7 @@ post the result. An agent never talks to the database or the broker, so one behi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,6 +92,33 @@ class TaskLease(BaseModel):
     input_shape: list[int]
     model_sha256: str
     model_url: str = Field(description="path on the API server to download the ONNX file")
+
+
+TaskId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class AgentHeartbeat(BaseModel):
+    """The body of a heartbeat: the tasks the agent is working on now (none when idle).
+
+    Naming them lets the answer say which to drop, without the server keeping track of what
+    each agent was last told."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"task_ids": ["9d1c..."]}]}
+    )
+
+    task_ids: list[TaskId] = Field(default_factory=list, max_length=16)
+
+
+class HeartbeatReply(BaseModel):
+    """The answer to a heartbeat."""
+
+    cancelled_task_ids: list[str] = Field(
+        default_factory=list,
+        description="of the tasks the heartbeat named, those the agent must stop at once and "
+        "not report: cancelled with their job, or no longer leased to this agent (the lease "
+        "lapsed and the task went back to the queue); a result for them would get 409",
+    )
 
 
 class TaskResult(BaseModel):

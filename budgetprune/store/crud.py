@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -255,11 +257,45 @@ def get_task(session: Session, *, task_id: str) -> MeasurementTask | None:
 
 
 def cancel_job_tasks(session: Session, *, job_id: str) -> None:
+    """Queued tasks are never handed out; leased ones keep their agent and lease id, so the
+    agent's next heartbeat learns that its task was cancelled (`lease_states`)."""
     session.execute(
         update(MeasurementTask)
         .where(MeasurementTask.job_id == job_id, MeasurementTask.state.in_(["queued", "leased"]))
         .values(state="cancelled")
     )
+
+
+LeaseState = Literal["held", "finished", "revoked"]
+
+
+def lease_states(
+    session: Session, *, agent_id: str, task_ids: Sequence[str]
+) -> dict[str, LeaseState]:
+    """Where each of the agent's tasks stands: `held` under a live lease of its own, `finished`
+    (its result is recorded; a heartbeat may cross the result the agent just posted), or
+    `revoked`: cancelled, lapsed, queued again, leased to another, or unknown. A result for a
+    revoked task would be refused, so measuring it further only keeps the device from work."""
+    states: dict[str, LeaseState] = dict.fromkeys(task_ids, "revoked")
+    if not states:
+        return states
+    rows = session.execute(
+        select(
+            MeasurementTask.id,
+            MeasurementTask.state,
+            MeasurementTask.agent_id,
+            MeasurementTask.lease_expires_at,
+        ).where(MeasurementTask.id.in_(list(states)))
+    ).all()
+    now = utcnow()
+    for task_id, state, holder, expires in rows:
+        if holder != agent_id:
+            continue
+        if state == "leased" and expires is not None and expires >= now:
+            states[task_id] = "held"
+        elif state in ("done", "failed"):
+            states[task_id] = "finished"
+    return states
 
 
 def add_job_event(session: Session, *, job_id: str, **fields: object) -> None:

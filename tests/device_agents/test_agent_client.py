@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import httpx
 import pytest
 
 from budgetprune.schemas.agent import (
+    AgentHeartbeat,
     AgentPublic,
     AgentRegister,
+    HeartbeatReply,
     RuntimeInfo,
     TaskLease,
     TaskResult,
@@ -21,6 +24,7 @@ from device_agents.errors import (
     AuthenticationError,
     ModelDownloadError,
     ServerUnavailableError,
+    TaskCancelledError,
     UnknownAgentError,
 )
 
@@ -115,6 +119,25 @@ def test_next_task_204_is_none_and_waits_past_the_poll() -> None:
     assert req.extensions["timeout"]["read"] == pytest.approx(27.0)
 
 
+def test_heartbeat_names_the_tasks_and_long_polls_for_their_cancel() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if not request.content:
+            return httpx.Response(204)  # a server from before replies carried news
+        return httpx.Response(200, json={"cancelled_task_ids": ["t1"]})
+
+    client = client_for(handler, timeout=7.0)
+    assert client.heartbeat("a1", ["t1"], wait_s=10) == HeartbeatReply(cancelled_task_ids=["t1"])
+    assert client.heartbeat("a1") == HeartbeatReply()
+    busy, idle = seen
+    assert AgentHeartbeat.model_validate_json(busy.content).task_ids == ["t1"]
+    assert busy.url.params["wait"] == "10"
+    assert busy.extensions["timeout"]["read"] == pytest.approx(17.0)
+    assert idle.content == b"" and "wait" not in idle.url.params
+
+
 def test_next_task_200_is_a_lease() -> None:
     lease = make_lease()
 
@@ -151,6 +174,26 @@ def test_download_oversize_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelDownloadError, match="limit"):
         client_for(handler, max_model_bytes=100).download_model(make_lease(), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_stops_when_the_task_is_cancelled(tmp_path: Path) -> None:
+    cancel = threading.Event()
+    sent: list[int] = []
+
+    def chunks():
+        for i in range(50):
+            sent.append(i)
+            if i == 2:
+                cancel.set()  # the heartbeat thread heard the job was cancelled
+            yield b"x" * (1 << 20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=chunks())
+
+    with pytest.raises(TaskCancelledError):
+        client_for(handler).download_model(make_lease(), tmp_path / "m.onnx", cancel=cancel)
+    assert len(sent) < 10, "the rest of the file is not fetched"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,7 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from budgetprune.schemas.agent import AgentPublic, AgentRegister, TaskLease, TaskResult
+from budgetprune.schemas.agent import (
+    AgentHeartbeat,
+    AgentPublic,
+    AgentRegister,
+    TaskLease,
+    TaskResult,
+)
 from budgetprune.schemas.measurement import MeasureProtocol
 from device_agents import daemon as daemon_module
 from device_agents.client import AgentClient
@@ -30,12 +36,27 @@ class FakeServer:
     `forget_first_agent` answers 404 to the first agent id's first poll, as after a DB reset.
     """
 
-    def __init__(self, model: bytes, tasks: list[dict], forget_first_agent: bool = False) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        tasks: list[dict],
+        forget_first_agent: bool = False,
+        cancelled: set[str] | None = None,
+        old_heartbeat: bool = False,
+    ) -> None:
+        """`cancelled`: task ids whose job the user cancels once their agent names them in a
+        heartbeat (mid-measurement). `old_heartbeat`: answer every heartbeat 204 at once, as a
+        server from before replies carried news."""
         self.model = model
         self.tasks = list(tasks)
         self.forget_first_agent = forget_first_agent
+        self.cancelled = cancelled or set()
+        self.old_heartbeat = old_heartbeat
         self.registrations: list[AgentRegister] = []
         self.heartbeats: list[str] = []
+        self.heartbeat_bodies: list[tuple[list[str], str | None]] = []  # (task ids, wait)
+        self.cancel_sent: dict[str, float] = {}  # task id -> when the agent was told
+        self.polled_at: list[float] = []
         self.results: list[tuple[str, str, TaskResult]] = []
         self.auth_headers: set[str] = set()
         self.done = threading.Event()
@@ -56,8 +77,16 @@ class FakeServer:
             return httpx.Response(201, json=body)
         if m := re.fullmatch(r"/v1/agents/([^/]+)/heartbeat", path):
             self.heartbeats.append(m[1])
-            return httpx.Response(204)
+            if self.old_heartbeat:
+                return httpx.Response(204)
+            named = AgentHeartbeat.model_validate_json(request.content or b"{}").task_ids
+            self.heartbeat_bodies.append((named, request.url.params.get("wait")))
+            dropped = [t for t in named if t in self.cancelled]
+            for task_id in dropped:
+                self.cancel_sent.setdefault(task_id, time.monotonic())
+            return httpx.Response(200, json={"cancelled_task_ids": dropped})
         if m := re.fullmatch(r"/v1/agents/([^/]+)/tasks/next", path):
+            self.polled_at.append(time.monotonic())
             if self.forget_first_agent and m[1] == "agent-1":
                 return httpx.Response(404, json={"detail": "unknown agent"})
             if not self.tasks:
@@ -79,7 +108,7 @@ class FakeServer:
             lease_id=f"lease-{task['task_id']}",
             lease_expires_at=datetime.now(UTC) + timedelta(minutes=5),
             runtime=task.get("runtime", "onnxruntime"),
-            protocol=PROTOCOL,
+            protocol=task.get("protocol", PROTOCOL),
             input_shape=[1, 16],
             model_sha256=task.get("sha256", hashlib.sha256(self.model).hexdigest()),
             model_url=f"/v1/models/{task['task_id']}",
@@ -173,6 +202,46 @@ def test_heartbeats_are_sent(tiny_onnx: Path, tmp_path: Path) -> None:
     threading.Timer(0.5, server.done.set).start()
     run_agent(server, tmp_path / "work", heartbeat_s=0.05)
     assert server.heartbeats and set(server.heartbeats) == {"agent-1"}
+
+
+# A protocol of ten minutes on any model: only a cancel ends it within a test's time.
+ENDLESS = MeasureProtocol(warmup=2, runs=10, max_batches=1, min_duration_s=600)
+
+
+def test_a_cancelled_task_stops_at_once_posts_nothing_and_frees_the_agent(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    server = FakeServer(
+        tiny_onnx.read_bytes(),
+        [{"task_id": "long", "protocol": ENDLESS}, {"task_id": "next"}],
+        cancelled={"long"},
+    )
+    started = time.monotonic()
+    agent = run_agent(server, tmp_path / "work", heartbeat_s=5.0)
+
+    ((_, task_id, posted),) = server.results
+    assert task_id == "next" and posted.ok, "nothing is posted for the cancelled task"
+    assert agent.tasks_cancelled == 1 and agent.tasks_done == 1
+    # the busy agent named its task at once (not after a 5 s heartbeat) and long-polled on it
+    assert server.heartbeat_bodies[0] == (["long"], "5")
+    told = server.cancel_sent["long"] - started
+    assert told < 2.0
+    next_poll = min(t for t in server.polled_at if t >= server.cancel_sent["long"])
+    assert next_poll - server.cancel_sent["long"] < 1.0, "back to polling within a run or so"
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_server_that_does_not_hold_the_heartbeat_is_not_spun_on(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    """An old server answers 204 at once: the busy agent keeps the normal pace, not a loop."""
+    slow = MeasureProtocol(warmup=2, runs=10, max_batches=1, min_duration_s=1.0)
+    server = FakeServer(
+        tiny_onnx.read_bytes(), [{"task_id": "t", "protocol": slow}], old_heartbeat=True
+    )
+    agent = run_agent(server, tmp_path / "work", heartbeat_s=0.2)
+    assert agent.tasks_done == 1
+    assert 2 <= len(server.heartbeats) <= 12  # about one per 0.2 s over ~1 s, not hundreds
 
 
 def test_main_returns_1_on_a_refused_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from budgetprune.errors import MeasurementError
 from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
-from device_agents.errors import MeasurementStoppedError
+from device_agents.errors import MeasurementStoppedError, TaskCancelledError
 from device_agents.measure import measure, resolve_input_shape
 from device_agents.runtimes import Runtime, Session, register_runtime
 from device_agents.runtimes import registry as registry_module
@@ -141,3 +141,21 @@ def test_stop_event_interrupts(tiny_onnx: Path, scripted_runtime: dict) -> None:
     with pytest.raises(MeasurementStoppedError):
         measure(tiny_onnx, "test-scripted", protocol, stop=stop)
     assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize("at_s", [0.0, 0.1])
+def test_cancel_event_ends_a_long_protocol_within_a_run(
+    tiny_onnx: Path, scripted_runtime: dict, at_s: float
+) -> None:
+    """Set before loading or mid-batch: a protocol of minutes ends at the next run."""
+    scripted_runtime.update(schedule=[2.0], runs=1000)
+    protocol = MeasureProtocol(warmup=100, runs=1000, max_batches=4, min_duration_s=600)
+    cancel = threading.Event()
+    if at_s:
+        threading.Timer(at_s, cancel.set).start()
+    else:
+        cancel.set()
+    started = time.perf_counter()
+    with pytest.raises(TaskCancelledError):
+        measure(tiny_onnx, "test-scripted", protocol, cancel=cancel, stop=threading.Event())
+    assert time.perf_counter() - started < at_s + 1.0

@@ -143,6 +143,46 @@ def test_cancel_job_tasks(db_settings):
         assert crud.get_task(s, task_id=task.id).state == "cancelled"
 
 
+def test_lease_states_say_which_tasks_an_agent_must_drop(db_settings):
+    """What a heartbeat answers: a cancelled job's leased task is revoked for its agent, so the
+    agent stops measuring; a lapsed lease too; its own finished work is not."""
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        a, b = _agent(s), _agent(s)
+        job = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5))
+        for _ in range(3):
+            _task(s, job_id=job.id)
+        other_job = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5))
+        _task(s, job_id=other_job.id)
+    with session_scope(url) as s:
+        cancelled, lapsed, done = (
+            crud.lease_next_task(s, agent=a, lease_seconds=60) for _ in "abc"
+        )
+        theirs = crud.lease_next_task(s, agent=b, lease_seconds=60)
+        ids = [cancelled.id, lapsed.id, done.id, theirs.id, "no-such-task"]
+        assert crud.complete_task(s, task_id=done.id, agent_id=a.id, result=_result(done.lease_id))
+        states = crud.lease_states(s, agent_id=a.id, task_ids=ids)
+        assert states == {
+            cancelled.id: "held",
+            lapsed.id: "held",
+            done.id: "finished",
+            theirs.id: "revoked",
+            "no-such-task": "revoked",
+        }
+        s.execute(
+            update(MeasurementTask)
+            .where(MeasurementTask.id == lapsed.id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with session_scope(url) as s:
+        crud.cancel_job_tasks(s, job_id=job.id)
+    with session_scope(url) as s:
+        states = crud.lease_states(s, agent_id=a.id, task_ids=ids[:3])
+        assert states == {cancelled.id: "revoked", lapsed.id: "revoked", done.id: "finished"}
+        assert crud.lease_states(s, agent_id=b.id, task_ids=[theirs.id]) == {theirs.id: "held"}
+        assert crud.lease_states(s, agent_id=a.id, task_ids=[]) == {}
+
+
 def test_heartbeat_extends_running_leases_only(db_settings):
     url = db_settings.database_url
     with session_scope(url) as s:
