@@ -3,6 +3,12 @@
 // fetch (so the token travels in a header, not the URL), polling when the stream fails.
 "use strict";
 const API = "../v1";
+const TERMINAL = ["succeeded", "failed", "infeasible", "cancelled"];
+const EVENTS_PAGE = 1000; // the most history entries one GET /events answers
+const POLL_MS = 2000;
+// Progress phases whose measurement is not a round: the dense model, and delivery (a repeat
+// of the value the last certification measured).
+const NOT_ROUNDS = ["baseline", "deliver"];
 const view = document.getElementById("view");
 let stopLive = () => {};
 
@@ -35,33 +41,71 @@ async function jobsPage() {
   const jobs = await (await api("/jobs")).json();
   view.innerHTML = `<h2>Jobs (${jobs.count})</h2><table id="jobs"><tr><th>Job</th><th>Model</th><th>State</th><th>Phase</th><th>Progress</th><th>Budget</th><th>Measured</th><th>Created</th></tr>` +
     jobs.data.map(j => `<tr data-id="${esc(j.id)}"><td><a href="#/jobs/${esc(j.id)}">${esc(j.id.slice(0, 8))}</a></td><td>${esc(j.spec.model)}</td><td>${stateBadge(j.state)}</td><td>${esc(j.phase)}</td><td>${bar(j.progress)}</td><td>${ms(j.budget_ms)}</td><td>${ms(j.measured_ms)}</td><td>${esc(new Date(j.created_at).toLocaleString())}</td></tr>`).join("") + "</table>";
-  const live = jobs.data.some(j => !["succeeded", "failed", "infeasible", "cancelled"].includes(j.state));
+  const live = jobs.data.some(j => !TERMINAL.includes(j.state));
   if (live) { const t = setTimeout(() => location.hash === "#/jobs" && jobsPage().catch(showError), 3000); stopLive = () => clearTimeout(t); }
 }
 
 function lineChart(series, opts) {
-  // series: [{name, color, points: [[x, y]], dash}], returns an SVG string.
+  // series: [{name, color, points: [[x, y, title?]], dash}], returns an SVG string.
   const W = 520, H = 220, P = 40;
   const pts = series.flatMap(s => s.points);
   if (!pts.length) return "<p>No data yet.</p>";
   const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1e-9), y0 = 0, y1 = Math.max(...ys) * 1.1 || 1;
   const X = x => P + (x - x0) / (x1 - x0) * (W - 2 * P), Y = y => H - P + (y0 - y) / (y1 - y0) * (H - 2 * P);
-  const lines = series.map(s => `<polyline fill="none" stroke="${s.color}" stroke-width="2" ${s.dash ? 'stroke-dasharray="5,4"' : ""} points="${s.points.map(p => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" ")}"/>` +
-    s.points.map(p => s.dash ? "" : `<circle cx="${X(p[0]).toFixed(1)}" cy="${Y(p[1]).toFixed(1)}" r="2.5" fill="${s.color}"/>`).join("")).join("");
-  const legend = series.map((s, i) => `<text x="${P + i * 130}" y="14" fill="${s.color}">■ ${esc(s.name)}</text>`).join("");
+  const lines = series.map(s => `<g data-series="${esc(s.name)}"><polyline fill="none" stroke="${s.color}" stroke-width="2" ${s.dash ? 'stroke-dasharray="5,4"' : ""} points="${s.points.map(p => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" ")}"/>` +
+    s.points.map(p => s.dash ? "" : `<circle cx="${X(p[0]).toFixed(1)}" cy="${Y(p[1]).toFixed(1)}" r="2.5" fill="${s.color}">${p[2] ? `<title>${esc(p[2])}</title>` : ""}</circle>`).join("") + "</g>").join("");
+  const legend = series.map((s, i) => `<text x="${P + i * 110}" y="14" fill="${s.color}">■ ${esc(s.name)}</text>`).join("");
   const ticks = [0, .25, .5, .75, 1].map(f => { const v = y0 + f * (y1 - y0); return `<text x="2" y="${Y(v) + 4}" font-size="10">${v.toFixed(v < 10 ? 2 : 0)}</text><line x1="${P}" x2="${W - P}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eee"/>`; }).join("");
-  return `<svg class="chart" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${esc(opts.label)}">${ticks}${lines}${legend}<text x="${W / 2}" y="${H - 6}" font-size="11" text-anchor="middle">${esc(opts.xlabel)}</text></svg>`;
+  const step = Math.max(1, Math.ceil((x1 - x0) / 8)), xs0 = Math.ceil(x0); // whole numbers: rounds, steps
+  const xticks = Array.from({ length: Math.floor((x1 - xs0) / step) + 1 }, (_, k) => xs0 + k * step).map(v => `<text x="${X(v).toFixed(1)}" y="${H - P + 14}" font-size="10" text-anchor="middle">${v}</text>`).join("");
+  return `<svg class="chart" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${esc(opts.label)}">${ticks}${xticks}${lines}${legend}<text x="${W / 2}" y="${H - 6}" font-size="11" text-anchor="middle">${esc(opts.xlabel)}</text></svg>`;
 }
 
-function latencyChart(events) {
-  const m = events.filter(e => e.measured_ms != null).map((e, i) => [i + 1, e.measured_ms]);
-  const p = events.filter(e => e.predicted_ms != null).map((e, i) => [i + 1, e.predicted_ms]);
+function roundsFromEvents(events) {
+  // While the job runs, the rounds come from its progress history, each measurement paired
+  // with the prediction for the same candidate: a search event carries both, while
+  // certification reports its prediction first and the measured value in its next event of
+  // that phase (fine-tune events in between carry neither). Predictions with no measurement
+  // of their own (a fitting strategy's expected latency while it trains) are no round.
+  const rounds = [];
+  let pending = null; // a prediction waiting for its measurement
+  for (const e of events) {
+    if (NOT_ROUNDS.includes(e.phase)) { pending = null; continue; }
+    if (e.measured_ms == null) { if (e.predicted_ms != null) pending = e; continue; }
+    const paired = pending && pending.phase === e.phase ? pending.predicted_ms : null;
+    rounds.push({ round: rounds.length + 1, kind: e.phase, measured_ms: e.measured_ms, predicted_ms: e.predicted_ms ?? paired });
+    pending = null;
+  }
+  return rounds;
+}
+
+function latencyChart(events, rounds) {
+  // x is the round: its measured and predicted points are of the same candidate. `rounds`
+  // are report.json's once the job has one (numbered as in the rounds table), otherwise
+  // paired from the progress history. Dense latency and budget come from the history.
+  const title = (r, what, v) => `round ${r.round} (${r.kind}): ${what} ${ms(v)}`;
+  const m = rounds.filter(r => r.measured_ms != null).map(r => [r.round, r.measured_ms, title(r, "measured", r.measured_ms)]);
+  const p = rounds.filter(r => r.predicted_ms != null).map(r => [r.round, r.predicted_ms, title(r, "predicted", r.predicted_ms)]);
   const b = events.map(e => e.budget_ms).filter(v => v != null).pop();
-  const n = Math.max(m.length, p.length, 2);
+  const dense = events.filter(e => e.phase === "baseline" && e.measured_ms != null).map(e => e.measured_ms).pop();
+  const x0 = Math.min(...rounds.map(r => r.round), 1), x1 = Math.max(...rounds.map(r => r.round), x0 + 1);
   const series = [{ name: "measured", color: "#2f6fde", points: m }, { name: "predicted", color: "#e08a1e", points: p }];
-  if (b != null) series.push({ name: "budget", color: "#c62828", dash: true, points: [[1, b], [n, b]] });
-  return lineChart(series, { label: "latency against budget", xlabel: "report" });
+  if (b != null) series.push({ name: "budget", color: "#c62828", dash: true, points: [[x0, b], [x1, b]] });
+  if (dense != null) series.push({ name: "dense", color: "#888", dash: true, points: [[x0, dense], [x1, dense]] });
+  return lineChart(series, { label: "latency against budget", xlabel: "round" });
+}
+
+function trainingChart(curve) {
+  // Each fine-tune (one per certification) counts its steps from 0: laid end to end, so the
+  // line runs left to right through every fine-tune in the order they ran.
+  let offset = 0, last = -1;
+  const points = curve.map(c => {
+    if (c.step <= last) offset += last + 1;
+    last = c.step;
+    return [offset + c.step, c.loss, `step ${c.step}: loss ${c.loss.toFixed(3)}`];
+  });
+  return lineChart([{ name: "loss", color: "#2f6fde", points }], { label: "training loss", xlabel: "step (every fine-tune in turn)" });
 }
 
 function blocksPicture(arch) {
@@ -82,71 +126,103 @@ async function download(jobId, name) {
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
-function renderJob(job, events) {
+function renderJob(job, events, rounds) {
   const spec = job.spec;
   document.getElementById("status").innerHTML = `<p>${stateBadge(job.state)} phase <b>${esc(job.phase)}</b> ${bar(job.progress)} · budget ${ms(job.budget_ms)} · ${job.measured === false ? "estimated (analytical profile, not measured)" : "measured"} ${ms(job.measured_ms)} · predicted ${ms(job.predicted_ms)}</p>` +
     (job.error ? `<p class="error">${esc(job.error)}</p>` : "") +
     `<p>${esc(spec.model)} · ${esc(spec.runtime)} · device ${esc(spec.device)} · ${spec.threads} thread(s) · strategy ${esc(spec.strategy)}</p>` +
     (job.artifacts.length ? "<p>Download: " + job.artifacts.map(n => `<a href="#" data-artifact="${esc(n)}">${esc(n)}</a>`).join(" · ") + "</p>" : "");
   document.querySelectorAll("[data-artifact]").forEach(a => a.addEventListener("click", e => { e.preventDefault(); download(job.id, a.dataset.artifact).catch(showError); }));
-  document.getElementById("latency").innerHTML = latencyChart(events);
+  document.getElementById("latency").innerHTML = latencyChart(events, rounds || roundsFromEvents(events));
 }
 
 async function renderResults(job) {
-  if (!job.artifacts.includes("certificate.json")) return;
+  // The finished job's files; returns its report (null while there is none).
+  if (!job.artifacts.includes("certificate.json")) return null;
   const [cert, report, arch] = await Promise.all(["certificate.json", "report.json", "arch.json"].map(async n => (await api(`/jobs/${job.id}/artifacts/${n}`)).json()));
   document.getElementById("cert").innerHTML = `<p class="${cert.passed ? "passed" : "notpassed"}">${cert.passed ? "PASSED" : "NOT PASSED"}: p${cert.percentile} ${ms(cert.certified_ms)} ≤ budget ${ms(cert.budget_ms)}</p><p>${cert.device.measured === false ? `<b class="estimated">ESTIMATED by the analytical profile ${esc(cert.device.runtime)}, not measured on a device</b> · ${esc(cert.device.cpu_model)}` : `${esc(cert.device.cpu_model)} · ${esc(cert.device.runtime)} ${esc(cert.device.runtime_version)} · ${cert.device.threads} thread(s) · ${cert.measured.runs} runs`}</p><pre>${esc(JSON.stringify(cert, null, 2))}</pre>`;
   document.getElementById("blocks").innerHTML = blocksPicture(arch);
   const curve = report.training_curve || [];
-  document.getElementById("training").innerHTML = curve.length ? lineChart([{ name: "loss", color: "#2f6fde", points: curve.map(c => [c.step, c.loss]) }], { label: "training loss", xlabel: "step" }) : `<p>No training in this job${report.accuracy && report.accuracy.note ? ": " + esc(report.accuracy.note) : "."}</p>`;
+  document.getElementById("training").innerHTML = curve.length ? trainingChart(curve) : `<p>No training in this job${report.accuracy && report.accuracy.note ? ": " + esc(report.accuracy.note) : "."}</p>`;
   const rounds = report.rounds || [];
   document.getElementById("rounds").innerHTML = `<table><tr><th>#</th><th>kind</th><th>goal</th><th>predicted</th><th>measured</th><th>GMACs</th></tr>` + rounds.map(r => `<tr><td>${r.round}</td><td>${esc(r.kind)}</td><td>${ms(r.goal_ms)}</td><td>${ms(r.predicted_ms)}</td><td>${ms(r.measured_ms)}</td><td>${r.gmacs.toFixed(3)}</td></tr>`).join("") + "</table>";
+  return report;
 }
 
-async function follow(jobId, onUpdate) {
-  // SSE over fetch; on failure, poll.
-  const ctrl = new AbortController();
-  let polling = null;
-  stopLive = () => { ctrl.abort(); if (polling) clearInterval(polling); };
-  try {
-    const r = await api(`/jobs/${jobId}/stream`, { signal: ctrl.signal });
-    const reader = r.body.getReader(), dec = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buf += dec.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
-        const ev = /event: (\w+)/.exec(chunk), data = /data: (.*)/.exec(chunk);
-        if (ev && data) onUpdate(ev[1], JSON.parse(data[1]));
-      }
-    }
-  } catch (e) {
-    if (ctrl.signal.aborted) return;
-    polling = setInterval(async () => {
-      try { onUpdate("job", await (await api(`/jobs/${jobId}`)).json()); } catch (err) { showError(err); }
-    }, 2000);
+async function eventsAfter(jobId, after) {
+  // The job's history after event `after`, every page of it.
+  const all = [];
+  for (;;) {
+    const page = (await (await api(`/jobs/${jobId}/events?after=${after}`)).json()).data;
+    all.push(...page);
+    if (page.length < EVENTS_PAGE) return all;
+    after = page[page.length - 1].id;
   }
 }
 
+function follow(jobId, { lastEventId, onProgress, onJob }) {
+  // Server-sent events, read through fetch so the token travels in a header (EventSource
+  // cannot send one). When the stream cannot be had, or ends before the job does, poll the
+  // two resources the stream is made of, in its order: history entries newer than the last
+  // one seen, then the job; so the page shows the same either way.
+  const ctrl = new AbortController();
+  let timer = null, stopped = false;
+  stopLive = () => { stopped = true; ctrl.abort(); clearTimeout(timer); };
+  const live = document.getElementById("live");
+  const poll = async () => {
+    try {
+      for (const e of await eventsAfter(jobId, lastEventId())) onProgress(e);
+      const job = await (await api(`/jobs/${jobId}`)).json();
+      live.textContent = "";
+      await onJob(job);
+      if (TERMINAL.includes(job.state)) return;
+    } catch (err) { live.textContent = "Live updates failed (retrying): " + err.message; }
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  };
+  (async () => {
+    let ended = false; // the stream told us the job is over
+    try {
+      const r = await api(`/jobs/${jobId}/stream`, { signal: ctrl.signal });
+      const reader = r.body.getReader(), dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
+          const ev = /event: (\w+)/.exec(chunk), data = /data: (.*)/.exec(chunk);
+          if (!ev || !data) continue;
+          const body = JSON.parse(data[1]);
+          if (ev[1] === "progress") onProgress(body);
+          else if (ev[1] === "job") { await onJob(body); ended = TERMINAL.includes(body.state); }
+        }
+      }
+    } catch (e) { /* no stream here (proxy, old browser, network): poll */ }
+    if (!stopped && !ended) poll();
+  })();
+}
+
 async function jobPage(jobId) {
-  view.innerHTML = `<h2>Job ${esc(jobId)}</h2><div id="status"></div><div class="cards">
+  view.innerHTML = `<h2>Job ${esc(jobId)}</h2><div id="status"></div><p id="live" class="error"></p><div class="cards">
     <div class="card"><h3>Latency against budget</h3><div id="latency"></div></div>
     <div class="card"><h3>Training curve</h3><div id="training"><p>After the job.</p></div></div>
     <div class="card wide"><h3>What was kept</h3><div id="blocks"><p>After the job.</p></div></div>
     <div class="card"><h3>Rounds (measured on the device)</h3><div id="rounds"><p>After the job.</p></div></div>
     <div class="card"><h3>Certificate</h3><div id="cert"><p>After the job.</p></div></div></div>`;
-  const events = (await (await api(`/jobs/${jobId}/events`)).json()).data;
+  const events = await eventsAfter(jobId, 0);
+  const seen = new Set(events.map(e => e.id));
   let job = await (await api(`/jobs/${jobId}`)).json();
-  renderJob(job, events);
-  await renderResults(job);
-  if (["succeeded", "failed", "infeasible", "cancelled"].includes(job.state)) return;
-  follow(jobId, async (kind, data) => {
-    if (kind === "progress") { if (!events.some(e => e.id === data.id)) events.push(data); renderJob(job, events); return; }
-    job = data; renderJob(job, events);
-    if (["succeeded", "failed", "infeasible", "cancelled"].includes(job.state)) await renderResults(job);
+  let rounds = null; // report.json's, once there is one
+  const results = async () => { const report = await renderResults(job); if (report) rounds = report.rounds || []; renderJob(job, events, rounds); };
+  renderJob(job, events, rounds);
+  await results();
+  if (TERMINAL.includes(job.state)) return;
+  follow(jobId, {
+    lastEventId: () => events.reduce((m, e) => Math.max(m, e.id), 0),
+    onProgress: e => { if (seen.has(e.id)) return; seen.add(e.id); events.push(e); renderJob(job, events, rounds); },
+    onJob: async data => { job = data; renderJob(job, events, rounds); if (TERMINAL.includes(job.state)) await results(); },
   });
 }
 
