@@ -15,7 +15,12 @@ from typing import Protocol
 from budgetprune.config import Settings
 from budgetprune.errors import JobCancelledError, MeasurementError
 from budgetprune.hashing import sha256_file
-from budgetprune.schemas import LatencyStats, MeasurementResult, MeasureProtocol
+from budgetprune.schemas import (
+    DeviceFingerprint,
+    LatencyStats,
+    MeasurementResult,
+    MeasureProtocol,
+)
 from budgetprune.store import crud, session_scope
 
 
@@ -24,12 +29,18 @@ class Measurer(Protocol):
         self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
     ) -> MeasurementResult: ...
 
+    def pin(self, device: DeviceFingerprint) -> None:
+        """Measure everything from now on where `device` (the baseline's) was measured."""
+
 
 class LocalMeasurer:
     """Measures in this process with the agent's own runtimes and protocol."""
 
     def __init__(self, runtime: str) -> None:
         self.runtime = runtime
+
+    def pin(self, device: DeviceFingerprint) -> None:
+        """Every measurement is on this machine already."""
 
     def measure(
         self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
@@ -57,6 +68,9 @@ class AnalyticalMeasurer:
         from latency_tables.fpga import get_profile
 
         self.profile = get_profile(profile)
+
+    def pin(self, device: DeviceFingerprint) -> None:
+        """One profile, deterministic."""
 
     def measure(
         self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
@@ -93,7 +107,16 @@ class AgentMeasurer:
         self.job_id = job_id
         self.device = device
         self.runtime = runtime
+        self.pinned: DeviceFingerprint | None = None
         self.spool = settings.jobs_dir / job_id / "measure"
+
+    def pin(self, device: DeviceFingerprint) -> None:
+        """A job that names a device class may find machines of several kinds in it: after the
+        baseline only agents with the baseline's device key (CPU, cores, runtime and version)
+        lease its tasks. A job that named one agent stays on that agent."""
+        self.pinned = device
+        if self.device == device.device_class:
+            self.device = device.key
 
     def measure(
         self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
@@ -136,8 +159,15 @@ class AgentMeasurer:
                 if task is not None and task.state == "failed":
                     raise MeasurementError(f"the device agent failed to measure: {task.error}")
             time.sleep(self.settings.poll_interval_s)
+        where = f"device {self.device!r}"
+        if self.pinned is not None and self.device == self.pinned.key:
+            p = self.pinned
+            where = (
+                f"a {p.device_class} agent like the one that measured this job's baseline "
+                f"({p.cpu_model}, {p.cores} cores, {p.runtime} {p.runtime_version})"
+            )
         raise MeasurementError(
-            f"no agent for device {self.device!r} finished a measurement within "
+            f"no agent for {where} finished a measurement within "
             f"{self.settings.measurement_timeout_s:.0f} s; is one running "
             "('budgetprune agent --server URL --token T')?"
         )

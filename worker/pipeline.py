@@ -256,10 +256,15 @@ class Pipeline:
     def baseline(self) -> None:
         t0 = time.monotonic()
         self.report("baseline", 0.05)
-        if "dense_result" in self.state:
+        resumed = "dense_result" in self.state
+        if resumed:
             self.dense_result = MeasurementResult.model_validate(self.state["dense_result"])
         else:
             self.dense_result = self.measure(self.model, self.dense, "dense", self.certify_protocol)
+        pin = getattr(self.measurer, "pin", None)  # test doubles may not pin
+        if pin is not None:
+            pin(self.dense_result.device)  # a resumed job too: the state holds the baseline
+        if not resumed:
             if self.spec.latency_table == AUTO_TABLE:
                 self._use_device_table()
             self.predictor.add(self.dense, self.pick(self.dense_result))
@@ -319,6 +324,12 @@ class Pipeline:
                 self.subnet(smallest), smallest, "smallest-confirm", self.certify_protocol
             )
             smallest_ms = self.record("smallest-confirm", smallest, None, confirm)
+            self.report(
+                "bounds",
+                0.2,
+                measured_ms=smallest_ms,
+                predicted_ms=self.rounds[-1]["predicted_ms"],
+            )
             if smallest_ms > self.target:
                 raise InfeasibleBudgetError(
                     f"infeasible: the smallest allowed sub-network ({smallest.summary()}) "
@@ -330,8 +341,10 @@ class Pipeline:
                 )
         self._timed("bounds", t0)
         self._save_state(smallest_ms=smallest_ms)
+        # the prediction made before the measurement, as the round records it (the predictor
+        # has learned from the measurement since)
         self.report(
-            "search", 0.25, measured_ms=smallest_ms, predicted_ms=self.predictor.predict(smallest)
+            "search", 0.25, measured_ms=smallest_ms, predicted_ms=self.rounds[-1]["predicted_ms"]
         )
 
     def fit(self) -> ArchSpec:

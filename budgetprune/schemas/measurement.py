@@ -6,6 +6,7 @@ Every latency the project quotes is one of these, carrying where (the device fin
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +73,22 @@ class DeviceFingerprint(BaseModel):
     batch_size: int = 1
     input_shape: list[int] = Field(default_factory=list)
     measured: bool = True
+
+    @property
+    def key(self) -> str:
+        return device_key(
+            self.device_class, self.cpu_model, self.cores, self.runtime, self.runtime_version
+        )
+
+
+def device_key(
+    device_class: str, cpu_model: str, cores: int, runtime: str, runtime_version: str
+) -> str:
+    """Agents with one key time a model alike (same CPU, core count, runtime and version). A
+    job names its baseline's key for every later measurement, so its budget, its candidates
+    and its certificate all come from one kind of device even when a class mixes machines."""
+    what = "\0".join([cpu_model, str(cores), runtime, runtime_version])
+    return f"{device_class}@{hashlib.sha256(what.encode()).hexdigest()[:16]}"
 
 
 class MeasurementResult(BaseModel):

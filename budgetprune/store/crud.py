@@ -16,6 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from budgetprune.schemas import AgentRegister, JobCreate, MeasureProtocol, TaskResult
+from budgetprune.schemas.measurement import device_key
 from budgetprune.store.models import (
     Agent,
     Job,
@@ -136,6 +137,16 @@ def agent_runtimes(agent: Agent) -> list[str]:
     return [r["name"] for r in json.loads(agent.runtimes_json)]
 
 
+def agent_devices(agent: Agent) -> list[str]:
+    """Every `device` a task may name for this agent to lease it: its id, its class, and its
+    device keys (one per runtime it offers; see `device_key`)."""
+    keys = [
+        device_key(agent.device_class, agent.cpu_model, agent.cores, r["name"], r["version"])
+        for r in json.loads(agent.runtimes_json)
+    ]
+    return [agent.id, agent.device_class, *keys]
+
+
 def agents_for_device(session: Session, *, device: str) -> list[Agent]:
     """Agents that can serve `device`: a device class or one agent's id."""
     rows = session.scalars(
@@ -151,10 +162,7 @@ def queued_task_count(session: Session, *, agent: Agent) -> int:
             .select_from(MeasurementTask)
             .where(
                 MeasurementTask.state == "queued",
-                or_(
-                    MeasurementTask.device == agent.id,
-                    MeasurementTask.device == agent.device_class,
-                ),
+                MeasurementTask.device.in_(agent_devices(agent)),
             )
         )
         or 0
@@ -204,7 +212,7 @@ def lease_next_task(
         select(MeasurementTask.id)
         .where(
             MeasurementTask.state == "queued",
-            or_(MeasurementTask.device == agent.id, MeasurementTask.device == agent.device_class),
+            MeasurementTask.device.in_(agent_devices(agent)),
             MeasurementTask.runtime.in_(agent_runtimes(agent)),
         )
         .order_by(MeasurementTask.created_at)

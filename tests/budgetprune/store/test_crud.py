@@ -240,3 +240,37 @@ def test_long_queued_jobs_are_orphans(db_settings):
         crud.mark_enqueued(s, job_id=job.id)
     with session_scope(url) as s:
         assert crud.orphaned_jobs(s, queued_after_s=60) == []
+
+
+def test_a_pinned_task_goes_only_to_agents_like_the_baseline(db_settings):
+    """A class can mix machines; a job's tasks after its baseline name the baseline's device
+    key, so another CPU of the same class never measures them."""
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        kinds = {}
+        for cpu in ("EPYC 9B14", "Xeon 8481C"):
+            agent, _ = crud.register_agent(
+                s,
+                data=AgentRegister(
+                    name=cpu,
+                    device_class="cpu",
+                    cpu_model=cpu,
+                    cores=2,
+                    runtimes=[RuntimeInfo(name="onnxruntime", version="1.32.0")],
+                ),
+            )
+            kinds[cpu] = agent
+        baseline = DeviceFingerprint(
+            device_class="cpu", cpu_model="EPYC 9B14", cores=2, runtime_version="1.32.0"
+        )
+        _task(s, device=baseline.key)
+    with session_scope(url) as s:
+        xeon = s.get(type(kinds["Xeon 8481C"]), kinds["Xeon 8481C"].id)
+        assert crud.queued_task_count(s, agent=xeon) == 0
+        assert crud.lease_next_task(s, agent=xeon, lease_seconds=60) is None
+    with session_scope(url) as s:
+        epyc = s.get(type(kinds["EPYC 9B14"]), kinds["EPYC 9B14"].id)
+        assert crud.queued_task_count(s, agent=epyc) == 1
+        assert crud.lease_next_task(s, agent=epyc, lease_seconds=60) is not None
+    other_version = baseline.model_copy(update={"runtime_version": "1.31.0"})
+    assert other_version.key != baseline.key, "a runtime release is another device"
