@@ -55,6 +55,16 @@ log = logging.getLogger(__name__)
 _MAX_ERROR_CHARS = 4000  # TaskResult.error's limit
 _TASK_FILE_PREFIX = "task-"
 _JOIN_HEARTBEAT_S = 1.0  # a long-poll beat in flight holds nothing worth waiting for
+ALIVE_FILE = "alive"  # touched on every answer from the server: a container's health check
+
+
+def alive_within(work_dir: Path | str, seconds: float) -> bool:
+    """Whether the agent using `work_dir` heard from its server in the last `seconds` (an agent
+    has no port to probe; docker-compose.yml's health check calls this)."""
+    try:
+        return time.time() - (Path(work_dir) / ALIVE_FILE).stat().st_mtime <= seconds
+    except OSError:
+        return False
 
 
 @dataclass
@@ -120,6 +130,7 @@ class Agent:
                         if not heartbeat.is_alive():
                             heartbeat.start()
                     lease = self.client.next_task(self.agent_id or "", self.poll_wait_s)
+                    self._mark_alive()
                     if lease is not None:
                         self._handle(lease, stop)
                     failures = 0
@@ -150,6 +161,12 @@ class Agent:
                 heartbeat.join(timeout=_JOIN_HEARTBEAT_S)
             self._remove_task_files()
         log.info("agent %s stopped after %d task(s)", self.agent_id, self.tasks_done)
+
+    def _mark_alive(self) -> None:
+        try:
+            (self.work_dir / ALIVE_FILE).touch()
+        except OSError:  # a full or read-only work dir must not stop measurements
+            log.warning("cannot touch %s", self.work_dir / ALIVE_FILE)
 
     def _register(self) -> None:
         runtimes = self._runtimes
@@ -202,9 +219,11 @@ class Agent:
         try:
             if task is None or task.cancelled.is_set():
                 self.client.heartbeat(agent_id)
+                self._mark_alive()
                 return paced
             task_id = task.lease.task_id
             reply = self.client.heartbeat(agent_id, [task_id], wait_s=self.heartbeat_s)
+            self._mark_alive()
         except UnknownAgentError:
             self._reregister.set()
             return paced

@@ -167,7 +167,9 @@ def test_full_loop_posts_a_sane_measurement(tiny_onnx: Path, tmp_path: Path) -> 
     assert server.registrations[0].runtimes[0].name == "onnxruntime"
     assert server.auth_headers == {"Bearer tok", "Bearer own"}  # enrol, then its own token
     assert agent.tasks_done == 1
-    assert list(work_dir.iterdir()) == []  # the download was cleaned up
+    assert [p.name for p in work_dir.iterdir()] == ["alive"]  # the download was cleaned up
+    assert daemon_module.alive_within(work_dir, 30)
+    assert not daemon_module.alive_within(tmp_path / "never-ran", 30)
 
 
 def test_measurement_failure_is_posted_not_raised(tmp_path: Path) -> None:
@@ -228,7 +230,7 @@ def test_a_cancelled_task_stops_at_once_posts_nothing_and_frees_the_agent(
     assert told < 2.0
     next_poll = min(t for t in server.polled_at if t >= server.cancel_sent["long"])
     assert next_poll - server.cancel_sent["long"] < 1.0, "back to polling within a run or so"
-    assert list((tmp_path / "work").iterdir()) == []
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["alive"]
 
 
 def test_a_server_that_does_not_hold_the_heartbeat_is_not_spun_on(
