@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import get_current_user
 from api.problems import COMMON_ERRORS
@@ -17,7 +17,23 @@ router = APIRouter(
 )
 
 
+_MODEL_EXAMPLE = {
+    "name": "deit_tiny_patch16_224",
+    "embed_dim": 192,
+    "depth": 12,
+    "num_heads": 3,
+    "head_dim": 64,
+    "mlp_hidden": 768,
+    "patch_size": 16,
+    "img_size": 224,
+    "num_prefix_tokens": 1,
+    "num_classes": 1000,
+}
+
+
 class ModelPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_MODEL_EXAMPLE]})
+
     name: str
     embed_dim: int
     depth: int
@@ -31,6 +47,10 @@ class ModelPublic(BaseModel):
 
 
 class ModelsPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"data": [_MODEL_EXAMPLE], "count": 1}]}
+    )
+
     data: list[ModelPublic]
     count: int
 

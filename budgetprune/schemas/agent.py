@@ -46,7 +46,30 @@ class AgentRegister(BaseModel):
     runtimes: list[RuntimeInfo] = Field(min_length=1)
 
 
+_AGENT_EXAMPLE = {
+    "id": "4b7e9f0c2d1a4e6b8c3f5a7d9e1b2c4d",
+    "name": "cpu-agent-1",
+    "device_class": "cpu",
+    "cpu_model": "AMD EPYC",
+    "cores": 2,
+    "os": "Linux-6.18-x86_64-with-glibc2.36",
+    "runtimes": [{"name": "onnxruntime", "version": "1.32.0"}],
+    "state": "busy",
+    "last_heartbeat": "2026-11-23T19:40:40Z",
+    "queued_tasks": 1,
+}
+_PROFILE_EXAMPLE = {
+    "device": "fpga:zcu102-int8",
+    "device_class": "fpga",
+    "board": "Xilinx ZCU102",
+    "calibration": "published DeiT-B latency on the ZCU102",
+    "measured": False,
+}
+
+
 class AgentPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_AGENT_EXAMPLE]})
+
     id: str
     name: str
     device_class: DeviceClass
@@ -60,11 +83,17 @@ class AgentPublic(BaseModel):
 
 
 class AgentRegistered(AgentPublic):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [_AGENT_EXAMPLE | {"state": "online", "token": "bpa_..."}]}
+    )
+
     token: str = Field(description="this agent's own token; send it on every later call")
 
 
 class ProfilePublic(BaseModel):
     """An analytical device: jobs name it as `device`; its latencies are estimates."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_PROFILE_EXAMPLE]})
 
     device: str = Field(description="what a job names as its device, e.g. fpga:zcu102-int8")
     device_class: DeviceClass
@@ -74,6 +103,12 @@ class ProfilePublic(BaseModel):
 
 
 class AgentsPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"data": [_AGENT_EXAMPLE], "count": 1, "profiles": [_PROFILE_EXAMPLE]}]
+        }
+    )
+
     data: list[AgentPublic]
     count: int
     profiles: list[ProfilePublic] = Field(
@@ -83,6 +118,23 @@ class AgentsPublic(BaseModel):
 
 class TaskLease(BaseModel):
     """A measurement task leased to one agent until `lease_expires_at`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task_id": "9d1c0b2a3e4f5a6b7c8d9e0f1a2b3c4d",
+                    "lease_id": "5f0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e",
+                    "lease_expires_at": "2026-11-23T19:45:40Z",
+                    "runtime": "onnxruntime",
+                    "protocol": MeasureProtocol.certify().model_dump(),
+                    "input_shape": [1, 3, 224, 224],
+                    "model_sha256": "3a7bd3e2" * 8,
+                    "model_url": "/v1/agents/4b7e9f0c/tasks/9d1c0b2a/model",
+                }
+            ]
+        }
+    )
 
     task_id: str
     lease_id: str
@@ -112,6 +164,8 @@ class AgentHeartbeat(BaseModel):
 
 class HeartbeatReply(BaseModel):
     """The answer to a heartbeat."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"cancelled_task_ids": []}]})
 
     cancelled_task_ids: list[str] = Field(
         default_factory=list,

@@ -10,6 +10,18 @@ from budgetprune.schemas.measurement import DeviceFingerprint, LatencyStats, Mea
 
 
 class Signer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "algorithm": "ed25519",
+                    "key_id": "9f86d081884c7d65",
+                    "public_key": "d75a9801" * 8,
+                }
+            ]
+        }
+    )
+
     algorithm: str = "ed25519"
     key_id: str
     public_key: str = Field(description="raw Ed25519 public key, hex")
