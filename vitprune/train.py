@@ -26,7 +26,9 @@ __all__ = [
     "evaluate",
     "finetune",
     "forever",
+    "checkpoint_due",
     "load_checkpoint",
+    "resume",
     "save_checkpoint",
 ]
 
@@ -163,18 +165,32 @@ def _float(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.float()
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer, step: int) -> None:
-    """Write to a temporary name, then rename: a crash never leaves half a checkpoint."""
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer, step: int, extra: dict | None = None
+) -> None:
+    """Write to a temporary name, then rename: a crash never leaves half a checkpoint.
+    `extra` holds a loop's own state (a latency weight, its curve): plain values only, since
+    checkpoints are read back with weights_only=True."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp
-    )
+    body = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+    torch.save(body | {"extra": extra or {}}, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer) -> int:
+    return resume(path, model, optimizer)[0]
+
+
+def resume(path: Path, model: nn.Module, optimizer) -> tuple[int, dict]:
+    """Load a checkpoint into `model` and `optimizer`; returns (steps done, the loop's extra)."""
     state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    return int(state["step"]), dict(state.get("extra", {}))
+
+
+def checkpoint_due(step: int, steps: int) -> bool:
+    """After step `step` (0-based): every tenth of the run, and at its end."""
+    every = max(steps // 10, 1)
+    return (step + 1) % every == 0 or step + 1 == steps

@@ -367,6 +367,7 @@ class Pipeline:
             lr=self.spec.finetune_lr,
             expected_ms=expected_ms_fn(self.predictor),
             progress=lambda f, **kw: self.report("fit", 0.25 + 0.15 * f, **kw),
+            checkpoints=self.work,
         )
         fitted = self.strategy.fit(tctx, self.target)
         if fitted is None:

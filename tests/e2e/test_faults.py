@@ -57,6 +57,71 @@ def test_worker_killed_mid_job_is_resumed_and_finishes_once(tmp_path_factory):
     assert [e["phase"] for e in events].count("bounds") == 1
 
 
+def _two_class_zip(path) -> str:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for split in ("train", "val"):
+            for c, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+                for i in range(4):
+                    buf = io.BytesIO()
+                    Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
+                    zf.writestr(f"{split}/{c}/{i}.png", buf.getvalue())
+    return str(path)
+
+
+def test_worker_killed_mid_training_on_redis_resumes_from_its_checkpoint(tmp_path_factory):
+    """SIGKILL during HiAP's gate training, with Redis as the broker: the reconciler hands the
+    job (its lease lapsed) to a new worker, which resumes the training loop at its last
+    checkpoint (a tenth of the steps) instead of step 0, and the job finishes once."""
+    from tests.conftest import REDIS_TEST_URL, redis_available
+
+    if not redis_available():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    url = REDIS_TEST_URL.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(url).flushdb()
+    env = {
+        "REDIS_URL": url,
+        "BUDGETPRUNE_JOB_LEASE_S": "3",
+        "BUDGETPRUNE_RECONCILE_INTERVAL_S": "1",
+    }
+    data = tmp_path_factory.mktemp("kill-training")
+    with Stack(data, stack_env(data, embedded=False, extra=env)) as stack:
+        token = stack.start_all(workers=("worker-1",))
+        with Client(stack.url, token) as client:
+            spec = JobCreate(
+                model="deit_tiny_patch16_224",
+                img_size=32,
+                num_classes=2,
+                budget_fraction=0.8,
+                strategy="hiap",
+                dataset=client.upload(_two_class_zip(data / "two.zip")),
+                finetune_steps=150,
+                batch_size=8,
+                eval_per_class=4,
+            )
+            job = client.submit(spec)
+            # fit progress runs 0.25 -> 0.40: past 0.31 is past 40% of the 150 steps
+            _wait_until(
+                lambda: (s := job.refresh()).phase == "fit" and s.progress >= 0.31,
+                what="gate training under way",
+            )
+            stack.stop("worker-1", sig=signal.SIGKILL)
+            stack.start_worker("worker-2")
+            status = job.wait(timeout=200, poll_s=0.5)
+            assert status.state == "succeeded", status.error
+            report = json.loads(client.artifact(job.id, "report.json"))
+    assert report["resumes"] >= 1
+    resumed = [n for n in report["strategy_fit"]["notes"] if "resumed at step" in n]
+    assert resumed, report["strategy_fit"]["notes"]
+    step = int(resumed[0].split("resumed at step ")[1].split()[0])
+    assert step >= 45, "it went on from a checkpoint near where it was killed, not from 0"
+    assert [c["step"] for c in report["strategy_fit"]["curve"]] == list(range(150))
+
+
 def test_agent_killed_mid_measurement_hands_the_task_to_another(tmp_path_factory):
     with _stack(tmp_path_factory, "kill-agent", BUDGETPRUNE_LEASE_SECONDS="15") as stack:
         token = stack.start_all()

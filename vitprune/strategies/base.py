@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from budgetprune.errors import BudgetPruneError
@@ -56,6 +57,12 @@ class TrainContext:
     # differentiable, see strategies.latency
     expected_ms: Callable[[GatedViT | SoftTokenViT], torch.Tensor]
     progress: Callable[..., None]
+    # where training loops keep checkpoints (the job's work dir), so a worker killed mid-fit
+    # resumes at its last tenth instead of step 0; None: no checkpoints
+    checkpoints: Path | None = None
+
+    def checkpoint(self, name: str) -> Path | None:
+        return None if self.checkpoints is None else self.checkpoints / f"fit-{name}.pt"
 
 
 @dataclass

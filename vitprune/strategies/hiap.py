@@ -28,7 +28,14 @@ from vitprune.strategies.base import Fitted, TrainContext, register_strategy
 from vitprune.strategies.finish import respect_limits, under_goal
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.token import with_tokens
-from vitprune.train import TrainConfig, distill_loss, forever
+from vitprune.train import (
+    TrainConfig,
+    checkpoint_due,
+    distill_loss,
+    forever,
+    resume,
+    save_checkpoint,
+)
 
 __all__ = ["HiAP", "HiapSchedule", "HiapToken", "feasibility"]
 
@@ -91,7 +98,7 @@ class HiAP(NetAdapt):
             tokens = with_tokens(search, search.dense, token_goal).tokens
             notes.append(f"token keep ratios {tokens.keep if tokens else {}}")
         gated = make_gated(ctx.model, search.dense, tokens=tokens, init_logit=sch.init_logit)
-        curve = self._train(gated, ctx, goal_ms * (1 - sch.goal_slack))
+        curve = self._train(gated, ctx, goal_ms * (1 - sch.goal_slack), notes)
         gated.eval()
         spec = respect_limits(gated.harden(search.width_multiple), gated, search)
         spec, closed = under_goal(spec, gated, search, goal_ms)
@@ -100,12 +107,19 @@ class HiAP(NetAdapt):
         gated.apply_spec(spec)
         return Fitted(spec, gated.dense_model(), curve, notes)
 
-    def _train(self, gated: GatedViT, ctx: TrainContext, goal_ms: float) -> list[dict[str, object]]:
+    def _train(
+        self, gated: GatedViT, ctx: TrainContext, goal_ms: float, notes: list[str]
+    ) -> list[dict[str, object]]:
         with placed(gated, ctx.teacher) as device:
-            return self._train_on(device, gated, ctx, goal_ms)
+            return self._train_on(device, gated, ctx, goal_ms, notes)
 
     def _train_on(
-        self, device: torch.device, gated: GatedViT, ctx: TrainContext, goal_ms: float
+        self,
+        device: torch.device,
+        gated: GatedViT,
+        ctx: TrainContext,
+        goal_ms: float,
+        notes: list[str],
     ) -> list[dict[str, object]]:
         sch, steps = self.schedule, ctx.steps
         cfg = TrainConfig(steps=steps, lr=ctx.lr)
@@ -118,16 +132,21 @@ class HiAP(NetAdapt):
         ctx.teacher.eval()
         gated.train()
         gated.set_mode("soft")
-        lam, curve = sch.lam_start, []
+        lam, curve, start = sch.lam_start, [], 0
+        ckpt = ctx.checkpoint(self.name)
+        if ckpt is not None and ckpt.exists():
+            start, extra = resume(ckpt, gated, optimizer)
+            lam, curve = float(extra["lam"]), list(extra["curve"])
+            notes.append(f"gate training resumed at step {start} of {steps} from its checkpoint")
         batches = forever(ctx.train)
-        for step in range(steps):
+        for step in range(start, steps):
             t = step / max(steps - 1, 1)
             for g in gated.gates():
                 g.tau = sch.tau(t)
             if t >= sch.straight_through_from:
                 gated.set_mode("soft", straight_through=True)
             optimizer.param_groups[0]["lr"] = ctx.lr * 0.5 * (1 + math.cos(math.pi * t))
-            x, y = (t.to(device, non_blocking=True) for t in next(batches))
+            x, y = (b.to(device, non_blocking=True) for b in next(batches))
             with autocast(device):
                 with torch.no_grad():
                     teacher_logits = ctx.teacher(x).float()
@@ -153,6 +172,8 @@ class HiAP(NetAdapt):
                     "tau": sch.tau(t),
                 }
             )
+            if ckpt is not None and checkpoint_due(step, steps):
+                save_checkpoint(ckpt, gated, optimizer, step + 1, {"lam": lam, "curve": curve})
             ctx.progress((step + 1) / steps, predicted_ms=float(expected.detach()))
         return curve
 

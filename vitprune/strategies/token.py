@@ -28,7 +28,14 @@ from vitprune.soft_tokens import SoftTokenViT
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
-from vitprune.train import TrainConfig, distill_loss, forever
+from vitprune.train import (
+    TrainConfig,
+    checkpoint_due,
+    distill_loss,
+    forever,
+    resume,
+    save_checkpoint,
+)
 
 __all__ = ["TokenPruning", "keep_schedule", "with_tokens"]
 
@@ -139,11 +146,16 @@ def _train_keep(
     cfg = TrainConfig(steps=steps, lr=ctx.lr)
     ctx.teacher.eval()
     soft.train()
-    lam = 1.0
+    lam, start = 1.0, 0
+    ckpt = ctx.checkpoint("token-keep")
+    if ckpt is not None and ckpt.exists():
+        start, extra = resume(ckpt, soft, optimizer)
+        lam = float(extra["lam"])
+        curve[:] = list(extra["curve"])
     batches = forever(ctx.train)
-    for step in range(steps):
+    for step in range(start, steps):
         optimizer.param_groups[0]["lr"] = ctx.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        x, y = (t.to(device, non_blocking=True) for t in next(batches))
+        x, y = (b.to(device, non_blocking=True) for b in next(batches))
         with autocast(device):
             with torch.no_grad():
                 teacher_logits = ctx.teacher(x).float()
@@ -167,4 +179,6 @@ def _train_keep(
                 "phase": "learn keep ratios",
             }
         )
+        if ckpt is not None and checkpoint_due(step, steps):
+            save_checkpoint(ckpt, soft, optimizer, step + 1, {"lam": lam, "curve": curve})
         ctx.progress((step + 1) / ctx.steps, predicted_ms=float(expected.detach()))

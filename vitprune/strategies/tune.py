@@ -24,16 +24,25 @@ def tune_hard(
     phase: str,
 ) -> None:
     """Mask `gated` to `spec` and distil the teacher into it for `steps` steps (none without
-    data). Appends to `curve`; `ctx.progress` may cancel."""
+    data), checkpointed under `phase` so a killed worker resumes. Appends to `curve` (from the
+    resumed step on, after a restart); `ctx.progress` may cancel."""
     gated.apply_spec(spec)
     if ctx.train is None or steps == 0:
         return
-    cfg = TrainConfig(steps=steps, lr=ctx.lr, warmup_steps=min(20, steps // 10), log_every=1)
+    cfg = TrainConfig(
+        steps=steps,
+        lr=ctx.lr,
+        warmup_steps=min(20, steps // 10),
+        log_every=1,
+        checkpoint_every=max(steps // 10, 1),
+    )
     offset = len(curve)
 
     def log(entry: StepLog) -> None:
         curve.append({"step": offset + entry.step, "loss": entry.loss, "phase": phase})
         ctx.progress(entry.step / steps)
 
-    finetune(gated, ctx.train, cfg, teacher=ctx.teacher, on_log=log)
+    finetune(
+        gated, ctx.train, cfg, teacher=ctx.teacher, on_log=log, checkpoint=ctx.checkpoint(phase)
+    )
     gated.apply_spec(spec)
