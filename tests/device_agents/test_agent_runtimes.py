@@ -108,3 +108,29 @@ def test_garbage_file_is_a_measurement_error(tmp_path: Path) -> None:
     bad.write_bytes(b"not an onnx file at all")
     with pytest.raises(MeasurementError):
         get_runtime("onnxruntime").load(bad, threads=1)
+
+
+def test_external_data_pointing_outside_its_folder_is_refused_unread(tmp_path: Path) -> None:
+    """The location is a path the file chooses: `../` would make the runtime read whatever
+    the agent's user can read. It is refused before any runtime opens the file."""
+    import onnx
+
+    from tests.device_agents.conftest import make_linear_model
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * 4096)
+    folder = tmp_path / "task"
+    folder.mkdir()
+    model = make_linear_model()
+    for tensor in model.graph.initializer:
+        onnx.external_data_helper.set_external_data(tensor, location="../secret.bin", offset=0)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+    path = folder / "model.onnx"
+    onnx.save_model(model, str(path))
+    before = secret.stat().st_atime_ns
+    with pytest.raises(MeasurementError, match="external data"):
+        check_self_contained(path)
+    with pytest.raises(MeasurementError, match="self-contained"):
+        get_runtime("onnxruntime").load(path, threads=1)
+    assert secret.stat().st_atime_ns == before, "the outside file was never opened"
