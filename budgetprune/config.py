@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     requeue_queued_after_s: float = Field(
         900.0, gt=0, description="re-enqueue a job still queued after this long"
     )
+    submit_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="submissions an API process works on at once; more wait their turn, so "
+        "a burst of them cannot starve status reads of the interpreter",
+    )
     data_roots: list[Path] = Field(
         default_factory=list,
         description="folders whose data sets and checkpoints jobs may name (besides uploads/)",

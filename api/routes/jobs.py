@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
+from celery import Celery
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
@@ -129,48 +130,80 @@ def _check_paths(settings: Settings, spec: JobCreate, user: User) -> None:
         422: {"description": "unknown model or device, bad budget, or a reused key"},
     },
 )
-def create_job(
+async def create_job(
     spec: JobCreate,
+    request: Request,
     response: Response,
     user: CurrentUser,
-    session: SessionDep,
     settings: SettingsDep,
     celery: CeleryDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Queue a job. With an `Idempotency-Key`, a retried request returns the same job instead
     of a second one; the same key with another body is refused."""
-    if idempotency_key:
-        earlier = crud.job_by_idempotency_key(session, owner_id=user.id, key=idempotency_key)
-        if earlier is not None:
-            return _replayed(earlier, spec, response, settings)
-    _check_device(session, spec)
-    _check_paths(settings, spec, user)
-    _check_checkpoint(spec)
-    try:
-        job = crud.create_job(session, spec=spec, owner_id=user.id, idempotency_key=idempotency_key)
-        session.commit()  # the worker must find the row before it sees the message
-    except IntegrityError:
-        # Two requests with one key raced past the lookup; the unique constraint let one in.
-        session.rollback()
-        earlier = crud.job_by_idempotency_key(session, owner_id=user.id, key=idempotency_key or "")
-        if earlier is None:
-            raise
-        return _replayed(earlier, spec, response, settings)
-    enqueue_job(celery, job.id)
+    # One thread hop per submission, and only `submit_concurrency` at once: every thread that
+    # runs Python takes the interpreter from the event loop, which serves the status reads.
+    async with _submit_slots(request, settings):
+        job, replayed = await run_in_threadpool(
+            _submit, settings, celery, spec, user, idempotency_key
+        )
+    if replayed:
+        response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job_public(job, settings)
+    return job
 
 
-def _replayed(earlier: Job, spec: JobCreate, response: Response, settings: Settings) -> JobPublic:
+def _submit_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
+    """The process's submission slots, made in the loop that serves it (a semaphore belongs
+    to one event loop; tests start many)."""
+    loop = asyncio.get_running_loop()
+    slots = getattr(request.app.state, "submit_slots", None)
+    if slots is None or slots[0] is not loop:
+        slots = (loop, asyncio.Semaphore(settings.submit_concurrency))
+        request.app.state.submit_slots = slots
+    return slots[1]
+
+
+def _submit(
+    settings: Settings,
+    celery: Celery,
+    spec: JobCreate,
+    user: User,
+    idempotency_key: str | None,
+) -> tuple[JobPublic, bool]:
+    """Validate, store and enqueue in one session; (the job, whether it was an earlier one)."""
+    with session_factory(settings.database_url)() as session:
+        if idempotency_key:
+            earlier = crud.job_by_idempotency_key(session, owner_id=user.id, key=idempotency_key)
+            if earlier is not None:
+                return _replayed(earlier, spec, settings), True
+        _check_device(session, spec)
+        _check_paths(settings, spec, user)
+        _check_checkpoint(spec)
+        try:
+            job = crud.create_job(
+                session, spec=spec, owner_id=user.id, idempotency_key=idempotency_key
+            )
+            session.commit()  # the worker must find the row before it sees the message
+        except IntegrityError:
+            # Two requests with one key raced past the lookup; the unique constraint let one in.
+            session.rollback()
+            key = idempotency_key or ""
+            earlier = crud.job_by_idempotency_key(session, owner_id=user.id, key=key)
+            if earlier is None:
+                raise
+            return _replayed(earlier, spec, settings), True
+        enqueue_job(celery, job.id)
+        return job_public(job, settings), False
+
+
+def _replayed(earlier: Job, spec: JobCreate, settings: Settings) -> JobPublic:
     """The job an earlier request with this Idempotency-Key created, if it asked the same."""
     if earlier.spec_json != spec.model_dump_json():
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "this Idempotency-Key was used with another request body; use a new key",
         )
-    response.status_code = status.HTTP_200_OK
-    response.headers["Location"] = f"/v1/jobs/{earlier.id}"
     return job_public(earlier, settings)
 
 
