@@ -121,9 +121,11 @@ def run_model(args, model: str) -> dict:
             ref_after = reference() if args.reference else None
             rebased = None
             if ref_before is not None and ref_after is not None:
-                # the device's speed now, from the dense model measured just before and after:
-                # what a job knows from its own baseline measurement
-                rebased = lut.predict(spec) * (ref_before + ref_after) / 2 / lut.predict(dense_spec)
+                # what a job's predictor says once it has measured its dense baseline: here the
+                # dense model timed just before and after this one (the device's speed now)
+                job = LutPredictor(table)
+                job.add(dense_spec, (ref_before + ref_after) / 2)
+                rebased = job.predict(spec)
             rows.append(
                 {
                     "seed": seed,

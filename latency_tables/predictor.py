@@ -102,25 +102,36 @@ def monotone(table: LatencyTable) -> LatencyTable:
 
 @dataclass
 class LutPredictor:
-    """ms = scale * table sum + offset; the line is refitted on every measured whole model."""
+    """ms = scale * table sum + offset.
+
+    The table's own whole models (measured when it was built, at its statistic) fit the base
+    line. A job then `add`s what it measures on the device now, at its own percentile: one
+    point rescales the base line by measured / predicted (the device drifted since the build,
+    or the job reads p90 where the table holds p50); two or more points that span a range fit
+    the line on the job's points alone. Mixing the two kinds in one fit would mix days and
+    percentiles."""
 
     table: LatencyTable
     use_table_models: bool = True
-    points: list[tuple[float, float]] = field(default_factory=list)  # (table ms, measured ms)
+    points: list[tuple[float, float]] = field(default_factory=list)  # the job's (table, measured)
     scale: float = 1.0
     offset: float = 0.0
 
     def __post_init__(self) -> None:
         self.table = monotone(self.table)
-        if self.use_table_models:
-            self.points.extend((self.raw(p.arch), p.measured_ms) for p in self.table.whole_models)
+        base = (
+            [(self.raw(p.arch), p.measured_ms) for p in self.table.whole_models]
+            if self.use_table_models
+            else []
+        )
+        self.base_scale, self.base_offset = _fit_line(base) if base else (1.0, 0.0)
         self._fit()
 
     def raw(self, spec: ArchSpec) -> float:
         return table_breakdown(self.table, spec).total_ms
 
     def restore(self, points: list[tuple[float, float]] | list[list[float]]) -> None:
-        """Reload the points a previous attempt of the same job saved (table points included)."""
+        """Reload the points a previous attempt of the same job measured."""
         self.points = [(float(t), float(ms)) for t, ms in points]
         self._fit()
 
@@ -129,21 +140,16 @@ class LutPredictor:
         self._fit()
 
     def _fit(self) -> None:
-        """Least squares on RELATIVE error (rows weighted by 1/measured): the accuracy that
-        matters is a percentage of each model's latency, not of the largest one's."""
-        x = np.array([p[0] for p in self.points], dtype=float)
-        y = np.array([p[1] for p in self.points], dtype=float)
-        if len(x) == 0:
-            self.scale, self.offset = 1.0, 0.0
+        xs = [x for x, _ in self.points]
+        if len(self.points) >= 2 and max(xs) - min(xs) > 0.05 * max(max(xs), 1e-9):
+            self.scale, self.offset = _fit_line(self.points)
             return
-        if len(x) == 1 or np.ptp(x) < 1e-9 * max(x.max(), 1.0):
-            self.scale, self.offset = float(np.sum(y / x) / len(x)), 0.0
-            return
-        a = np.stack([x, np.ones_like(x)], axis=1) / y[:, None]
-        scale, offset = np.linalg.lstsq(a, np.ones_like(y), rcond=None)[0]
-        if scale <= 0:  # noise tilted the line; latency never falls with more work
-            scale, offset = float(np.mean(y / x)), 0.0
-        self.scale, self.offset = float(scale), float(offset)
+        scale, offset = self.base_scale, self.base_offset
+        if self.points:
+            ratios = [y / (scale * x + offset) for x, y in self.points if scale * x + offset > 0]
+            r = float(np.median(ratios)) if ratios else 1.0
+            scale, offset = r * scale, r * offset
+        self.scale, self.offset = scale, offset
 
     def predict(self, spec: ArchSpec) -> float:
         return self.scale * self.raw(spec) + self.offset
@@ -158,5 +164,20 @@ class LutPredictor:
             "statistic": t.statistic,
             "scale": self.scale,
             "offset_ms": self.offset,
+            "table_line": {"scale": self.base_scale, "offset_ms": self.base_offset},
             "points": [{"table_ms": r, "measured_ms": m} for r, m in self.points],
         }
+
+
+def _fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares on RELATIVE error (rows weighted by 1/measured): the accuracy that matters
+    is a percentage of each model's latency, not of the largest one's."""
+    x = np.array([p[0] for p in points], dtype=float)
+    y = np.array([p[1] for p in points], dtype=float)
+    if len(x) == 1 or np.ptp(x) < 1e-9 * max(x.max(), 1.0):
+        return float(np.sum(y / x) / len(x)), 0.0
+    a = np.stack([x, np.ones_like(x)], axis=1) / y[:, None]
+    scale, offset = np.linalg.lstsq(a, np.ones_like(y), rcond=None)[0]
+    if scale <= 0:  # noise tilted the line; latency never falls with more work
+        return float(np.mean(y / x)), 0.0
+    return float(scale), float(offset)

@@ -126,3 +126,26 @@ def test_package_exports_exactly_its_public_names():
 
     public = {n for n in dir(pkg) if not n.startswith("_")}
     assert set(pkg.__all__) == {n for n in public if not inspect.ismodule(getattr(pkg, n))}
+
+
+def test_one_measurement_rescales_the_table_line_to_the_device_now(macs_table):
+    """A job's first point (its dense baseline) says how the device reads today, and at which
+    percentile: every prediction moves by the same ratio, so the table's shape is kept."""
+    p = LutPredictor(macs_table)
+    base = LutPredictor(macs_table)
+    dense = ArchSpec.dense(TINY, 64)
+    other = sample_arch(TINY, seed=3, img_size=64, width_multiple=8)
+    p.add(dense, 1.2 * base.predict(dense))  # 20% slower than when the table was built
+    assert p.predict(dense) == pytest.approx(1.2 * base.predict(dense))
+    assert p.predict(other) == pytest.approx(1.2 * base.predict(other))
+    assert p.describe()["table_line"] == {"scale": base.scale, "offset_ms": base.offset}
+
+
+def test_the_jobs_own_points_are_never_mixed_with_the_tables(macs_table):
+    p = LutPredictor(macs_table)
+    dense, small = ArchSpec.dense(TINY, 64), smallest_spec(TINY, 64, 1000)
+    for spec in (dense, small):
+        p.add(spec, 1.3 * p.raw(spec) + 0.1)
+    assert (p.scale, p.offset) == pytest.approx((1.3, 0.1))
+    p.restore(p.points)  # a resumed job refits the same line from its saved points
+    assert (p.scale, p.offset) == pytest.approx((1.3, 0.1))
