@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="submissions an API process works on at once; more wait their turn, so "
         "a burst of them cannot starve status reads of the interpreter",
     )
+    table_grid: dict[str, object] | None = Field(
+        None,
+        description="grid of the lookup tables `latency_table: auto` builds, as JSON "
+        "(latency_tables.build.TableGrid's fields); unset: the default grid",
+    )
     data_roots: list[Path] = Field(
         default_factory=list,
         description="folders whose data sets and checkpoints jobs may name (besides uploads/)",

@@ -127,6 +127,7 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 def execute_job(settings: Settings, job_id: str, worker_id: str | None = None) -> str:
     """Run one stored job to its end state, which it returns."""
+    from latency_tables.build import TableGrid
     from worker.measurers import AgentMeasurer, AnalyticalMeasurer
     from worker.pipeline import run_pipeline
 
@@ -150,6 +151,9 @@ def execute_job(settings: Settings, job_id: str, worker_id: str | None = None) -
                 signer=CertificateSigner.load_or_create(settings.signing_key_path),
                 report=StoreReporter(settings, job_id, lease),
                 tables_dir=settings.tables_dir,
+                table_grid=TableGrid.model_validate(settings.table_grid)
+                if settings.table_grid
+                else None,
             )
     except LeaseLostError:
         log.warning("job %s: lease lost to another worker; leaving it to that worker", job_id)
