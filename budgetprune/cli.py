@@ -33,6 +33,9 @@ def _progress(status) -> None:
         bits.append(f"predicted {status.predicted_ms:.2f} ms")
     if status.budget_ms is not None:
         bits.append(f"budget {status.budget_ms:.2f} ms")
+    t = status.training
+    if t is not None:
+        bits.append(f"{t.loop} step {t.step}/{t.steps} loss {t.loss:.3f}")
     bar = "#" * done + "-" * (width - done)
     sys.stderr.write(f"\r[{bar}] {status.progress:4.0%} " + " ".join(bits) + "   ")
     sys.stderr.flush()
@@ -208,7 +211,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
     out = Path(args.out)
 
-    def report(phase, progress, measured_ms=None, predicted_ms=None, budget_ms=None):
+    def report(phase, progress, measured_ms=None, predicted_ms=None, budget_ms=None, training=None):
+        if training is not None and training["step"] % 20 and training["step"] != training["steps"]:
+            return  # a line every 20 training steps
         extra = " ".join(
             f"{k} {v:.2f} ms"
             for k, v in (
@@ -218,6 +223,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             )
             if v is not None
         )
+        if training is not None:
+            extra += f" step {training['step']}/{training['steps']} loss {training['loss']:.3f}"
         sys.stderr.write(f"[{progress:4.0%}] {phase} {extra}\n")
 
     import torch

@@ -342,6 +342,19 @@ def gates_to_spec(gated: GatedViT, width_multiple: int = 1) -> ArchSpec:
     return round_spec(spec, width_multiple) if width_multiple > 1 else spec
 
 
+@torch.no_grad()
+def open_units(gated: GatedViT) -> tuple[int, int]:
+    """(attention heads, MLP neurons) whose gates, and whose branch's gate, are open (p > 0.5):
+    what the network would keep if training stopped now."""
+    heads = neurons = 0
+    for g in gated.gated_blocks:
+        if float(g.attn_gate.probs()[0]) > 0.5:
+            heads += int((g.attn.head_gate.probs() > 0.5).sum())
+        if float(g.mlp_gate.probs()[0]) > 0.5:
+            neurons += int((g.mlp.neuron_gate.probs() > 0.5).sum())
+    return heads, neurons
+
+
 def expected_macs(gated: GatedViT) -> torch.Tensor:
     """Differentiable MACs of the sub-network the gates sample (open probabilities treated as
     independent): the analytical cost term of the training loss. Matmuls only, as `cost.macs`,

@@ -3,6 +3,7 @@ recovers accuracy after pruning. Absent when the job names no data set."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,11 @@ class DataKit:
         return self._train
 
     def recover(
-        self, checkpoint: Path, student: nn.Module, teacher: nn.Module, on_step
+        self,
+        checkpoint: Path,
+        student: nn.Module,
+        teacher: nn.Module,
+        on_step: Callable[[StepLog], None],
     ) -> nn.Module:
         """Distil the dense teacher into the pruned student for `finetune_steps` steps,
         checkpointing so a restarted job continues instead of starting over."""
@@ -63,7 +68,7 @@ class DataKit:
 
         def log(entry: StepLog) -> None:
             self.curve.append({"step": entry.step, "loss": entry.loss, "lr": entry.lr})
-            on_step(entry.step / max(cfg.steps, 1))
+            on_step(entry)
 
         finetune(
             student, self.train_loader(), cfg, teacher=teacher, on_log=log, checkpoint=checkpoint

@@ -54,6 +54,7 @@ from vitprune.strategies import (
     resolve_strategy,
 )
 from vitprune.strategies.giveback import give_back
+from vitprune.train import StepLog
 from worker.measurers import Measurer
 
 AUTO_TABLE = "auto"
@@ -71,8 +72,10 @@ class Reporter(Protocol):
         measured_ms: float | None = None,
         predicted_ms: float | None = None,
         budget_ms: float | None = None,
+        training: dict[str, object] | None = None,
     ) -> None:
-        """Record progress; raises JobCancelledError when the user cancelled."""
+        """Record progress (`training`: a budgetprune.schemas.TrainingProgress as a dict);
+        raises JobCancelledError when the user cancelled."""
 
 
 @dataclass
@@ -459,11 +462,22 @@ class Pipeline:
     def _finetuned(self, arch: ArchSpec, progress_base: float) -> nn.Module:
         model = self.subnet(arch)
         if self.data is not None:
+            steps = self.spec.finetune_steps
+
+            def step(entry: StepLog) -> None:
+                self.report(
+                    "finetune",
+                    progress_base + 0.15 * entry.step / max(steps, 1) / MAX_CERTIFY_ATTEMPTS,
+                    training={
+                        "loop": "finetune",
+                        "step": entry.step + 1,
+                        "steps": steps,
+                        "loss": entry.loss,
+                    },
+                )
+
             self.data.recover(
-                self.work / f"finetune-{arch.sha256()[:16]}.pt",
-                model,
-                self.teacher,
-                lambda f: self.report("finetune", progress_base + 0.15 * f / MAX_CERTIFY_ATTEMPTS),
+                self.work / f"finetune-{arch.sha256()[:16]}.pt", model, self.teacher, step
             )
         return model
 

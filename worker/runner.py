@@ -11,13 +11,14 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
 
 from budgetprune.artifacts import job_out_dir
 from budgetprune.config import Settings
 from budgetprune.errors import BudgetPruneError, InfeasibleBudgetError, JobCancelledError
-from budgetprune.schemas import TERMINAL_STATES, JobCreate
+from budgetprune.schemas import TERMINAL_STATES, JobCreate, TrainingProgress
 from budgetprune.signing import CertificateSigner
 from budgetprune.store import crud, session_scope
 
@@ -25,12 +26,20 @@ log = logging.getLogger(__name__)
 
 
 class StoreReporter:
-    """Writes progress to the job row, and turns a cancel request into JobCancelledError."""
+    """Writes progress to the job row, and turns a cancel request into JobCancelledError.
+
+    Training reports every step: each updates the job row (and checks for a cancel), but the
+    history keeps at most one training event a second, so a 10,000-step fit does not write
+    10,000 rows for the dashboard to read back."""
+
+    TRAINING_PHASES = ("fit", "finetune")
+    EVENT_EVERY_S = 1.0
 
     def __init__(self, settings: Settings, job_id: str, lease: LeaseKeeper | None = None) -> None:
         self.url = settings.database_url
         self.job_id = job_id
         self.lease = lease
+        self._last_training_event = 0.0
 
     def __call__(
         self,
@@ -39,6 +48,7 @@ class StoreReporter:
         measured_ms: float | None = None,
         predicted_ms: float | None = None,
         budget_ms: float | None = None,
+        training: dict[str, object] | None = None,
     ) -> None:
         if self.lease is not None and self.lease.lost.is_set():
             raise LeaseLostError(f"job {self.job_id} was taken over by another worker")
@@ -50,17 +60,33 @@ class StoreReporter:
         ):
             if value is not None:
                 fields[key] = value
+        training_json = None
+        if training is not None:
+            training_json = TrainingProgress.model_validate(training).model_dump_json()
+            fields["training_json"] = training_json
+        elif phase not in self.TRAINING_PHASES:
+            fields["training_json"] = None
+        now = time.monotonic()
+        event = (
+            training is None
+            or now - self._last_training_event >= self.EVENT_EVERY_S
+            or training.get("step") == training.get("steps")
+        )
         with session_scope(self.url) as session:
             crud.update_job(session, job_id=self.job_id, **fields)
-            crud.add_job_event(
-                session,
-                job_id=self.job_id,
-                phase=phase,
-                progress=fields["progress"],
-                measured_ms=measured_ms,
-                predicted_ms=predicted_ms,
-                budget_ms=budget_ms,
-            )
+            if event:
+                if training is not None:
+                    self._last_training_event = now
+                crud.add_job_event(
+                    session,
+                    job_id=self.job_id,
+                    phase=phase,
+                    progress=fields["progress"],
+                    measured_ms=measured_ms,
+                    predicted_ms=predicted_ms,
+                    budget_ms=budget_ms,
+                    training_json=training_json,
+                )
             job = crud.get_job(session, job_id=self.job_id)
             if job is not None and job.cancel_requested:
                 raise JobCancelledError("cancelled by the user")

@@ -28,8 +28,9 @@ from budgetprune.schemas import (
     JobEventsPublic,
     JobPublic,
     JobsPublic,
+    TrainingProgress,
 )
-from budgetprune.store import Job, User, crud, session_scope
+from budgetprune.store import Job, JobEvent, User, crud, session_scope
 from budgetprune.store.db import session_factory
 from latency_tables.fpga import PROFILES, profile_devices
 from worker.celery_app import enqueue_job
@@ -53,10 +54,28 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         measured_ms=job.measured_ms,
         measured=spec.fpga_profile is None,
         predicted_ms=job.predicted_ms,
+        training=TrainingProgress.model_validate_json(job.training_json)
+        if job.training_json
+        else None,
         error=job.error,
         artifacts=artifacts,
         created_at=job.created_at,
         updated_at=job.updated_at,
+    )
+
+
+def event_public(event: JobEvent) -> JobEventPublic:
+    return JobEventPublic(
+        id=event.id,
+        at=event.at,
+        phase=event.phase,
+        progress=event.progress,
+        measured_ms=event.measured_ms,
+        predicted_ms=event.predicted_ms,
+        budget_ms=event.budget_ms,
+        training=TrainingProgress.model_validate_json(event.training_json)
+        if event.training_json
+        else None,
     )
 
 
@@ -302,7 +321,7 @@ def list_events(
     """The job's progress history (phase, progress, measured/predicted/budget ms)."""
     _get_or_404(session, job_id, user)
     rows = crud.job_events(session, job_id=job_id, after=after)
-    data = [JobEventPublic.model_validate(r, from_attributes=True) for r in rows]
+    data = [event_public(r) for r in rows]
     return JobEventsPublic(data=data, count=len(data))
 
 
@@ -323,9 +342,7 @@ async def stream(
         with session_scope(settings.database_url) as s:
             job = crud.get_job(s, job_id=job_id)
             events = crud.job_events(s, job_id=job_id, after=after)
-            return job_public(job, settings), [
-                JobEventPublic.model_validate(e, from_attributes=True) for e in events
-            ]
+            return job_public(job, settings), [event_public(e) for e in events]
 
     async def events() -> AsyncIterator[str]:
         last_seen, last_event = None, 0

@@ -129,11 +129,23 @@ async function download(jobId, name) {
 function renderJob(job, events, rounds) {
   const spec = job.spec;
   document.getElementById("status").innerHTML = `<p>${stateBadge(job.state)} phase <b>${esc(job.phase)}</b> ${bar(job.progress)} · budget ${ms(job.budget_ms)} · ${job.measured === false ? "estimated (analytical profile, not measured)" : "measured"} ${ms(job.measured_ms)} · predicted ${ms(job.predicted_ms)}</p>` +
+    (job.training ? `<p id="training-now">${trainingLine(job.training)}</p>` : "") +
     (job.error ? `<p class="error">${esc(job.error)}</p>` : "") +
     `<p>${esc(spec.model)} · ${esc(spec.runtime)} · device ${esc(spec.device)} · ${spec.threads} thread(s) · strategy ${esc(spec.strategy)}</p>` +
     (job.artifacts.length ? "<p>Download: " + job.artifacts.map(n => `<a href="#" data-artifact="${esc(n)}">${esc(n)}</a>`).join(" · ") + "</p>" : "");
   document.querySelectorAll("[data-artifact]").forEach(a => a.addEventListener("click", e => { e.preventDefault(); download(job.id, a.dataset.artifact).catch(showError); }));
   document.getElementById("latency").innerHTML = latencyChart(events, rounds || roundsFromEvents(events));
+  // While the job trains, its curve comes from the history; the report's replaces it after.
+  const live = events.filter(e => e.training).map(e => ({ step: e.training.step, loss: e.training.loss }));
+  if (!rounds && live.length) document.getElementById("training").innerHTML = trainingChart(live);
+}
+
+function trainingLine(t) {
+  const bits = [`training (${esc(t.loop)}) step ${t.step}/${t.steps}`, `loss ${t.loss.toFixed(3)}`];
+  if (t.expected_ms != null) bits.push(`expected ${ms(t.expected_ms)}`);
+  if (t.heads_open != null) bits.push(`${t.heads_open} heads and ${t.neurons_open} MLP neurons open`);
+  if (t.keep) bits.push(`token keep ${t.keep.map(k => Math.round(k * 100) + "%").join(" / ")}`);
+  return bits.join(" · ");
 }
 
 async function renderResults(job) {

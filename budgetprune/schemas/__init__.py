@@ -22,6 +22,7 @@ from budgetprune.schemas.job import (
     JobPublic,
     JobsPublic,
     JobState,
+    TrainingProgress,
 )
 from budgetprune.schemas.measurement import (
     DeviceFingerprint,
@@ -57,5 +58,6 @@ __all__ = [
     "TaskLease",
     "TaskResult",
     "TokenSpec",
+    "TrainingProgress",
     "load_arch",
 ]

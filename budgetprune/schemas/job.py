@@ -141,6 +141,31 @@ class JobCreate(BaseModel):
         return self
 
 
+class TrainingProgress(BaseModel):
+    """Where a running job's training is: the loop, its step, loss and what it steers to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loop: str = Field(description="gates (hiap), keep ratios (token), distill, finetune")
+    step: int = Field(ge=0)
+    steps: int = Field(ge=0)
+    loss: float
+    expected_ms: float | None = Field(None, description="the predictor's expected latency")
+    heads_open: int | None = Field(None, description="attention heads whose gates are open")
+    neurons_open: int | None = Field(None, description="MLP neurons whose gates are open")
+    keep: list[float] | None = Field(None, description="token keep fractions per stage")
+
+
+_TRAINING_EXAMPLE = {
+    "loop": "gates",
+    "step": 120,
+    "steps": 200,
+    "loss": 0.834,
+    "expected_ms": 4.12,
+    "heads_open": 21,
+    "neurons_open": 5312,
+}
+
 _JOB_EXAMPLE = {
     "id": "6f1c2a9e0b4d4c1e9a7f3b2d5e8c0a11",
     "state": "running",
@@ -156,6 +181,7 @@ _JOB_EXAMPLE = {
     "measured_ms": 19.87,
     "measured": True,
     "predicted_ms": 18.1,
+    "training": _TRAINING_EXAMPLE,
     "error": None,
     "artifacts": [],
     "created_at": "2026-11-23T19:40:02Z",
@@ -179,6 +205,9 @@ class JobPublic(BaseModel):
         True, description="false when the device is an analytical profile: latencies are estimates"
     )
     predicted_ms: float | None = Field(None, description="latest predicted latency")
+    training: TrainingProgress | None = Field(
+        None, description="the latest training step, while the job trains"
+    )
     error: str | None = None
     artifacts: list[str] = Field(default_factory=list)
     created_at: datetime
@@ -202,6 +231,7 @@ _EVENT_EXAMPLE = {
     "measured_ms": 19.87,
     "predicted_ms": 18.1,
     "budget_ms": 18.52,
+    "training": None,
 }
 
 
@@ -215,6 +245,7 @@ class JobEventPublic(BaseModel):
     measured_ms: float | None = None
     predicted_ms: float | None = None
     budget_ms: float | None = None
+    training: TrainingProgress | None = None
 
 
 class JobEventsPublic(BaseModel):

@@ -142,7 +142,7 @@ def agent_devices(agent: Agent) -> list[str]:
     device keys (one per runtime it offers; see `device_key`)."""
     keys = [
         device_key(agent.device_class, agent.cpu_model, agent.cores, r["name"], r["version"])
-        for r in json.loads(agent.runtimes_json)
+        for r in json.loads(agent.runtimes_json or "[]")
     ]
     return [agent.id, agent.device_class, *keys]
 

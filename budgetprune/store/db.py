@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetprune.store.models import Base
@@ -34,7 +35,35 @@ def get_engine(url: str) -> Engine:
         # each: under load that churn, not the queries, was most of a status request's time).
         engine = create_engine(url, pool_pre_ping=True, pool_size=40, max_overflow=20)
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring a store made by an older version up to date where that is only ADDING nullable
+    columns (create_all adds missing tables, never columns); anything else is refused by the
+    database at the first query, as before. Returns the columns added."""
+    added = []
+    existing = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(
+                        text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                    )
+            except DBAPIError:
+                # another process starting at the same moment may have added it first
+                fresh = {c["name"] for c in inspect(engine).get_columns(table.name)}
+                if column.name not in fresh:
+                    raise
+                continue
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 @lru_cache(maxsize=8)

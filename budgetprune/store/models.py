@@ -75,6 +75,7 @@ class Job(Base):
     budget_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     measured_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     predicted_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    training_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Which worker runs the job, until when: a second delivery of the same job never runs it
@@ -102,6 +103,7 @@ class JobEvent(Base):
     measured_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     predicted_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     budget_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    training_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Agent(Base):

@@ -71,3 +71,32 @@ def test_a_job_on_an_fpga_profile_needs_no_agent(tmp_path):
     assert cert["device"]["measured"] is False and cert["certified_ms"] <= 1.9
     with session_scope(settings.database_url) as s:
         assert s.query(MeasurementTask).count() == 0, "no agent was asked"
+
+
+def test_training_steps_reach_the_job_status_and_a_thinned_history(settings):
+    """Every step updates the job (status and cancel checks); the history keeps one training
+    event a second plus the last step; a later phase clears the live training line."""
+    from budgetprune.schemas import JobCreate
+    from budgetprune.store import crud, session_scope
+    from worker.runner import StoreReporter
+
+    with session_scope(settings.database_url) as s:
+        job_id = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5)).id
+    report = StoreReporter(settings, job_id)
+    for step in range(1, 51):
+        report(
+            "fit",
+            0.3,
+            predicted_ms=4.0,
+            training={"loop": "gates", "step": step, "steps": 50, "loss": 1.0 / step},
+        )
+        with session_scope(settings.database_url) as s:
+            training = json.loads(crud.get_job(s, job_id=job_id).training_json)
+        assert training["step"] == step and training["loop"] == "gates"
+    with session_scope(settings.database_url) as s:
+        events = crud.job_events(s, job_id=job_id)
+    steps = [json.loads(e.training_json)["step"] for e in events]
+    assert steps[0] == 1 and steps[-1] == 50 and len(steps) < 10, steps
+    report("certify", 0.7, measured_ms=4.1)
+    with session_scope(settings.database_url) as s:
+        assert crud.get_job(s, job_id=job_id).training_json is None

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 
 from vitprune.compute import autocast, placed
-from vitprune.gates import GatedViT, make_gated
+from vitprune.gates import GatedViT, make_gated, open_units
 from vitprune.strategies.base import Fitted, TrainContext, register_strategy
 from vitprune.strategies.finish import respect_limits, under_goal
 from vitprune.strategies.netadapt import NetAdapt
@@ -174,7 +174,20 @@ class HiAP(NetAdapt):
             )
             if ckpt is not None and checkpoint_due(step, steps):
                 save_checkpoint(ckpt, gated, optimizer, step + 1, {"lam": lam, "curve": curve})
-            ctx.progress((step + 1) / steps, predicted_ms=float(expected.detach()))
+            heads, neurons = open_units(gated)
+            ctx.progress(
+                (step + 1) / steps,
+                predicted_ms=float(expected.detach()),
+                training={
+                    "loop": "gates",
+                    "step": step + 1,
+                    "steps": steps,
+                    "loss": float(loss.detach()),
+                    "expected_ms": float(expected.detach()),
+                    "heads_open": heads,
+                    "neurons_open": neurons,
+                },
+            )
         return curve
 
 

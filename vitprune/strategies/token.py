@@ -181,4 +181,15 @@ def _train_keep(
         )
         if ckpt is not None and checkpoint_due(step, steps):
             save_checkpoint(ckpt, soft, optimizer, step + 1, {"lam": lam, "curve": curve})
-        ctx.progress((step + 1) / ctx.steps, predicted_ms=float(expected.detach()))
+        ctx.progress(
+            (step + 1) / ctx.steps,
+            predicted_ms=float(expected.detach()),
+            training={
+                "loop": "keep ratios",
+                "step": step + 1,
+                "steps": steps,
+                "loss": float(loss.detach()),
+                "expected_ms": float(expected.detach()),
+                "keep": [round(float(f), 4) for f in soft.fractions().detach()],
+            },
+        )

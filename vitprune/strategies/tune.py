@@ -40,7 +40,10 @@ def tune_hard(
 
     def log(entry: StepLog) -> None:
         curve.append({"step": offset + entry.step, "loss": entry.loss, "phase": phase})
-        ctx.progress(entry.step / steps)
+        ctx.progress(
+            entry.step / steps,
+            training={"loop": phase, "step": entry.step + 1, "steps": steps, "loss": entry.loss},
+        )
 
     finetune(
         gated, ctx.train, cfg, teacher=ctx.teacher, on_log=log, checkpoint=ctx.checkpoint(phase)

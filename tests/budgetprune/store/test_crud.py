@@ -274,3 +274,21 @@ def test_a_pinned_task_goes_only_to_agents_like_the_baseline(db_settings):
         assert crud.lease_next_task(s, agent=epyc, lease_seconds=60) is not None
     other_version = baseline.model_copy(update={"runtime_version": "1.31.0"})
     assert other_version.key != baseline.key, "a runtime release is another device"
+
+
+def test_a_store_from_an_older_version_gets_its_new_nullable_columns(db_settings):
+    """Columns added since (training_json) are added in place; the old rows keep their data."""
+    from sqlalchemy import inspect, text
+
+    from budgetprune.store.db import add_missing_columns, get_engine
+
+    engine = get_engine(db_settings.database_url)
+    with session_scope(db_settings.database_url) as s:
+        job_id = crud.create_job(s, spec=JobCreate(model="deit_tiny_patch16_224", budget_ms=5)).id
+    with engine.begin() as conn:  # as an older version made it
+        conn.execute(text('ALTER TABLE "jobs" DROP COLUMN "training_json"'))
+    assert "training_json" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
+    assert add_missing_columns(engine) == ["jobs.training_json"]
+    assert add_missing_columns(engine) == [], "a second start adds nothing"
+    with session_scope(db_settings.database_url) as s:
+        assert crud.get_job(s, job_id=job_id).training_json is None
