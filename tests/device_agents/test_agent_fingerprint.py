@@ -40,3 +40,13 @@ def test_local_fingerprint_fields() -> None:
     assert (fp.threads, fp.batch_size, fp.input_shape) == (2, 1, [1, 3, 224, 224])
     assert fp.measured is True
     assert fp.cpu_model == host_info().cpu_model != ""
+
+
+def test_a_generic_x86_name_carries_its_generation(tmp_path: Path) -> None:
+    """Two CPU generations behind one hypervisor name must not share tables or device keys."""
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "vendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\nstepping\t: 1\n"
+    )
+    assert cpu_model(info, tmp_path / "none") == "AMD EPYC (family 26, model 2, stepping 1)"
