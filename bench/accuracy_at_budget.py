@@ -327,12 +327,16 @@ def main() -> int:
         work, args.teacher = work / "smoke", str(work / "smoke" / "teacher")
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
-    full = args.train_per_class >= 5000 and args.val_per_class >= 1000
+    # Jobs evaluate on `val_per_class` images of each class themselves; a subset zip is only
+    # needed to train on fewer images (named by its sizes, so other settings never reuse it).
     data = (
         Path(args.data)
-        if full
+        if args.train_per_class >= 5000
         else subset_zip(
-            Path(args.data), work / "data.zip", args.train_per_class, args.val_per_class
+            Path(args.data),
+            work / f"data-{args.train_per_class}-{args.val_per_class}.zip",
+            args.train_per_class,
+            args.val_per_class,
         )
     )
     teacher = ensure_teacher(data, Path(args.teacher), args.teacher_steps, args.batch_size)

@@ -4,13 +4,13 @@ MLP branches, heads) and micro level (qk dims, v dims, MLP neurons), against the
 loss = distillation task loss
      + mu(t) * feasibility   (no open micro gate under a closed macro gate, no open branch with
                               every unit closed: the sub-network must stay extractable)
-     + lam * relu(E[ms] / goal - 1)
+     + lam1 * r + lam2 * r^2,  r = E[ms] / goal - 1   (`strategies.lagrangian`)
 
 E[ms] is the predictor's differentiable form (`strategies.latency`). Schedules make the gates
 converge instead of hovering: the Gumbel temperature anneals geometrically, mu ramps up
-linearly, lam rises by dual ascent while the expected latency is over the goal (so a goal far
-away is reached without hand-tuning), and the last quarter trains straight-through, seeing the
-hard 0/1 network it will become. The result is `harden`ed with widths rounded to the multiple;
+linearly, the multipliers follow dual ascent (so a goal far away is reached without
+hand-tuning, and an overshoot is pulled back: the fit lands at the goal, not under it), and the
+last quarter trains straight-through, seeing the hard 0/1 network it will become. The result is `harden`ed with widths rounded to the multiple;
 no threshold is tuned after training.
 """
 
@@ -26,6 +26,7 @@ from vitprune.compute import autocast, placed
 from vitprune.gates import GatedViT, make_gated, open_units
 from vitprune.strategies.base import Fitted, TrainContext, register_strategy
 from vitprune.strategies.finish import respect_limits, under_goal
+from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.token import with_tokens
 from vitprune.train import (
@@ -45,8 +46,8 @@ class HiapSchedule:
     tau_start: float = 1.0
     tau_end: float = 0.1
     mu_max: float = 1.0
-    lam_start: float = 1.0
-    lam_rate: float = 2.0  # added to lam per unit of relative excess, every step
+    lam_rate: float = 0.5  # dual ascent step on the multipliers, per unit of relative gap
+    goal_warmup: float = 0.5  # share of the steps over which the goal moves from dense to goal
     straight_through_from: float = 0.75  # fraction of the steps
     init_logit: float = 3.0
     goal_slack: float = 0.02  # aim this far under the goal, so rounding rarely crosses it
@@ -57,11 +58,12 @@ class HiapSchedule:
     gate_lr_max: float = 0.5
 
     def gate_lr(self, steps: int) -> float:
-        """Enough for a logit to cross from open to well closed within the run, but capped:
-        with a handful of steps Adam's momentum would otherwise carry every gate past the goal
-        and close whole networks (the smoke benchmark did, with 4 steps); the finishing step
-        closes what the short run could not."""
-        return min(self.gate_lr_max, max(0.02, 2 * self.init_logit / max(steps, 1)))
+        """Fast enough for a logit to go from open to well closed in the goal's warm-up (Adam
+        moves each logit about this much per step), so the gates keep up with the moving goal
+        instead of lagging and overshooting; capped, since with a handful of steps momentum
+        would close whole networks (the smoke benchmark did, with 4 steps) and the finishing
+        step closes what a short run could not."""
+        return min(self.gate_lr_max, max(0.02, 4 * self.init_logit / max(steps, 1)))
 
 
 def feasibility(gated: GatedViT) -> torch.Tensor:
@@ -132,11 +134,15 @@ class HiAP(NetAdapt):
         ctx.teacher.eval()
         gated.train()
         gated.set_mode("soft")
-        lam, curve, start = sch.lam_start, [], 0
+        with torch.no_grad():
+            start_ms = float(ctx.expected_ms(gated))
+        lagrangian = LatencyLagrangian(goal_ms, start_ms, sch.goal_warmup, sch.lam_rate)
+        curve, start = [], 0
         ckpt = ctx.checkpoint(self.name)
         if ckpt is not None and ckpt.exists():
             start, extra = resume(ckpt, gated, optimizer)
-            lam, curve = float(extra["lam"]), list(extra["curve"])
+            lagrangian.restore(extra["lagrangian"])
+            curve = list(extra["curve"])
             notes.append(f"gate training resumed at step {start} of {steps} from its checkpoint")
         batches = forever(ctx.train)
         for step in range(start, steps):
@@ -153,13 +159,12 @@ class HiAP(NetAdapt):
                 task = distill_loss(gated(x).float(), y, teacher_logits, cfg)
             feas = feasibility(gated)
             expected = ctx.expected_ms(gated)
-            excess = torch.relu(expected / goal_ms - 1)
-            loss = task + sch.mu_max * t * feas + lam * excess
+            loss = task + sch.mu_max * t * feas + lagrangian.term(expected, t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(gated.weight_parameters(), 5.0)
             optimizer.step()
-            lam += sch.lam_rate * float(excess.detach())
+            lagrangian.ascend(expected, t)
             curve.append(
                 {
                     "step": step,
@@ -167,13 +172,15 @@ class HiAP(NetAdapt):
                     "task": float(task.detach()),
                     "feasibility": float(feas.detach()),
                     "expected_ms": float(expected.detach()),
-                    "goal_ms": goal_ms,
-                    "lambda": lam,
+                    "goal_ms": lagrangian.goal_at(t),
+                    "lambda": lagrangian.lam1,
+                    "lambda2": lagrangian.lam2,
                     "tau": sch.tau(t),
                 }
             )
             if ckpt is not None and checkpoint_due(step, steps):
-                save_checkpoint(ckpt, gated, optimizer, step + 1, {"lam": lam, "curve": curve})
+                extra = {"lagrangian": lagrangian.state(), "curve": curve}
+                save_checkpoint(ckpt, gated, optimizer, step + 1, extra)
             heads, neurons = open_units(gated)
             ctx.progress(
                 (step + 1) / steps,

@@ -6,12 +6,13 @@ r^3 of the patches with r the largest value (binary search) whose predicted late
 goal; with a lookup-table predictor that is the device's own cost of fewer tokens.
 
 With data and steps, the first LEARN_SHARE of the steps then train each stage's keep fraction by
-gradient (`vitprune.soft_tokens`): distillation loss plus lam * relu(E[ms] / goal - 1), E[ms] the
-predictor's expected latency at the soft token counts, lam rising while the goal is missed. So
-a stage whose tokens matter keeps more of them and another pays for it, at the same predicted
-latency. The rest of the steps distil the hard, extracted form. Without data the schedule alone
-is the result. When even the smallest schedule is too slow, widths shrink too (NetAdapt on the
-token spec) and the notes say so.
+gradient (`vitprune.soft_tokens`): distillation loss plus the latency Lagrangian
+(`strategies.lagrangian`) on E[ms], the predictor's expected latency at the soft token counts.
+So a stage whose tokens matter keeps more of them and another pays for it, at the same
+predicted latency. The rest of the steps distil the hard, extracted form. Without data the schedule alone
+is the result. When even the strongest schedule allowed (r = MIN_RATIO: an eighth of the
+patches left after the last stage; below that each stage throws away most of what carries the
+class) is too slow, widths shrink too (NetAdapt on the token spec) and the notes say so.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vitprune.compute import autocast, placed
 from vitprune.gates import make_gated
 from vitprune.soft_tokens import SoftTokenViT
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
+from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
 from vitprune.train import (
@@ -39,11 +41,10 @@ from vitprune.train import (
 
 __all__ = ["TokenPruning", "keep_schedule", "with_tokens"]
 
-MIN_RATIO = 0.25
+MIN_RATIO = 0.5
 SEARCH_STEPS = 12
 LEARN_SHARE = 0.6  # of a job's steps spent learning keep ratios; the rest distil the hard form
 KEEP_LR = 0.05  # Adam on the keep logits: a share moves ~0.01 per step
-LAM_RATE = 2.0  # the latency weight grows by this per unit of relative excess, every step
 GOAL_SLACK = 0.02  # aim this far under the goal, so rounding to whole tokens rarely crosses it
 
 
@@ -146,11 +147,16 @@ def _train_keep(
     cfg = TrainConfig(steps=steps, lr=ctx.lr)
     ctx.teacher.eval()
     soft.train()
-    lam, start = 1.0, 0
+    with torch.no_grad():
+        start_ms = float(ctx.expected_ms(soft))
+    # the schedule starts at the goal already: no warm-up; lam1 starts at 1 so that the task
+    # loss cannot lift the counts off the goal before the multipliers have grown
+    lagrangian = LatencyLagrangian(goal_ms * (1 - GOAL_SLACK), start_ms, warmup=0.0, lam1=1.0)
+    start = 0
     ckpt = ctx.checkpoint("token-keep")
     if ckpt is not None and ckpt.exists():
         start, extra = resume(ckpt, soft, optimizer)
-        lam = float(extra["lam"])
+        lagrangian.restore(extra["lagrangian"])
         curve[:] = list(extra["curve"])
     batches = forever(ctx.train)
     for step in range(start, steps):
@@ -161,13 +167,13 @@ def _train_keep(
                 teacher_logits = ctx.teacher(x).float()
             task = distill_loss(soft(x).float(), y, teacher_logits, cfg)
         expected = ctx.expected_ms(soft)
-        excess = torch.relu(expected / (goal_ms * (1 - GOAL_SLACK)) - 1)
-        loss = task + lam * excess
+        t = step / max(steps - 1, 1)
+        loss = task + lagrangian.term(expected, t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(soft.weight_parameters(), 5.0)
         optimizer.step()
-        lam += LAM_RATE * float(excess.detach())
+        lagrangian.ascend(expected, t)
         curve.append(
             {
                 "step": step,
@@ -180,7 +186,8 @@ def _train_keep(
             }
         )
         if ckpt is not None and checkpoint_due(step, steps):
-            save_checkpoint(ckpt, soft, optimizer, step + 1, {"lam": lam, "curve": curve})
+            extra = {"lagrangian": lagrangian.state(), "curve": curve}
+            save_checkpoint(ckpt, soft, optimizer, step + 1, extra)
         ctx.progress(
             (step + 1) / ctx.steps,
             predicted_ms=float(expected.detach()),
