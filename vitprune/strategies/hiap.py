@@ -10,8 +10,8 @@ E[ms] is the predictor's differentiable form (`strategies.latency`). Schedules m
 converge instead of hovering: the Gumbel temperature anneals geometrically, mu ramps up
 linearly, the multipliers follow dual ascent (so a goal far away is reached without
 hand-tuning, and an overshoot is pulled back: the fit lands at the goal, not under it), and the
-last quarter trains straight-through, seeing the hard 0/1 network it will become. The result is `harden`ed with widths rounded to the multiple;
-no threshold is tuned after training.
+last quarter trains straight-through, seeing the hard 0/1 network it will become. The result is
+`harden`ed with widths rounded to the multiple; no threshold is tuned after training.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ With data and steps, the first LEARN_SHARE of the steps then train each stage's 
 gradient (`vitprune.soft_tokens`): distillation loss plus the latency Lagrangian
 (`strategies.lagrangian`) on E[ms], the predictor's expected latency at the soft token counts.
 So a stage whose tokens matter keeps more of them and another pays for it, at the same
-predicted latency. The rest of the steps distil the hard, extracted form. Without data the schedule alone
-is the result. When even the strongest schedule allowed (r = MIN_RATIO: an eighth of the
-patches left after the last stage; below that each stage throws away most of what carries the
-class) is too slow, widths shrink too (NetAdapt on the token spec) and the notes say so.
+predicted latency. The rest of the steps distil the hard, extracted form. Without data the
+schedule alone is the result. When even the strongest schedule allowed (r = MIN_RATIO: an
+eighth of the patches left after the last stage; below that each stage throws away most of
+what carries the class) is too slow, the keep ratios are learned at that schedule's latency and
+widths shrink to the goal (NetAdapt on the token spec); the notes say so.
 """
 
 from __future__ import annotations
@@ -86,10 +87,13 @@ class TokenPruning(NetAdapt):
         model = ctx.model
         learn = int(ctx.steps * LEARN_SHARE) if ctx.train is not None else 0
         if learn > 0 and spec.tokens is not None:
-            soft = _learn_keep(ctx, spec.tokens, goal_ms, learn, curve)
+            # At the schedule's floor tokens alone cannot reach the goal: learn where the
+            # tokens go at the floor's latency, and let widths take the rest below.
+            token_goal = max(goal_ms, search.predict_ms(spec))
+            soft = _learn_keep(ctx, spec.tokens, token_goal, learn, curve)
             learned = search.dense.model_copy(update={"tokens": soft.token_spec()})
             notes.append(f"keep ratios learned in {learn} steps: {_ratios(learned.tokens)}")
-            if search.predict_ms(learned) <= goal_ms:
+            if search.predict_ms(learned) <= token_goal:
                 spec = learned
             else:
                 notes.append("learned ratios were over the goal: binary-search schedule kept")

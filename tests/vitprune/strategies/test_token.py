@@ -51,3 +51,20 @@ def test_fit_with_data_learns_the_keep_ratios_against_the_predictor(job):
     assert predictor.predict(fitted.arch) <= goal
     assert any("learned" in n for n in fitted.notes)
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
+
+
+def test_below_the_token_floor_the_learned_ratios_are_kept_and_widths_take_the_rest(job):
+    """A goal tokens alone cannot reach: the keep ratios are learned at the floor schedule's
+    latency (not against a goal they could never meet, and then thrown away), then widths
+    shrink to the goal."""
+    ctx, predictor = job(steps=10)
+    goal = 0.6 * DENSE_MS
+    fitted = get_strategy("token").fit(ctx, goal)
+    assert not any("binary-search schedule kept" in n for n in fitted.notes), fitted.notes
+    assert any("widths shrunk too" in n for n in fitted.notes)
+    learned = [c for c in fitted.curve if c["phase"] == "learn keep ratios"]
+    assert fitted.arch.tokens.keep == pytest.approx(
+        dict(zip([3, 6, 9], learned[-1]["keep"], strict=True)), abs=1e-3
+    )
+    assert predictor.predict(fitted.arch) <= goal
+    assert_hard_form_is_extraction(fitted.model, fitted.arch)
