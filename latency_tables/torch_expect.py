@@ -55,18 +55,18 @@ def gate_probs(gated) -> list[BlockProbs]:
     ]
 
 
-def dense_probs(template: ArchSpec) -> list[BlockProbs]:
+def dense_probs(template: ArchSpec, device: torch.device | None = None) -> list[BlockProbs]:
     """Every unit open with probability 1: the widths of `template`, for a model whose widths
-    do not train (soft token pruning)."""
-    one = torch.ones(())
+    do not train (soft token pruning); on the device the model trains on."""
+    one = torch.ones((), device=device)
     return [
         BlockProbs(
             attn=one * b.attn,
             mlp=one * b.mlp,
-            heads=torch.ones(len(b.heads)),
-            qk=torch.ones(b.qk_dim),
-            v=torch.ones(b.v_dim),
-            neurons=torch.ones(b.mlp_hidden),
+            heads=torch.ones(len(b.heads), device=device),
+            qk=torch.ones(b.qk_dim, device=device),
+            v=torch.ones(b.v_dim, device=device),
+            neurons=torch.ones(b.mlp_hidden, device=device),
         )
         for b in template.blocks
     ]

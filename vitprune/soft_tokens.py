@@ -88,7 +88,7 @@ class SoftTokenViT(nn.Module):
         p, n = self.num_prefix, self.num_patches
         kept = self.fractions() * n
         per_block, selectors = [], []
-        current, package = torch.tensor(float(n)), False
+        current, package = kept.new_tensor(float(n)), False  # on the gates' device, not the CPU
         stage_of = dict(zip(self.blocks, kept, strict=True))
         for b in range(len(self.dense.blocks)):
             if b in stage_of:

@@ -329,13 +329,20 @@ def test_a_resumed_job_reuses_the_fitted_weights(tmp_path, monkeypatch):
     assert result.certificate.passed and result.report["strategy_fit"]["notes"]
 
 
-def _fake_table(tmp_path: Path, img_size: int) -> Path:
+def _fake_table(tmp_path: Path, img_size: int, num_classes: int = 1000) -> Path:
     """A lookup table built on a device whose latency is its MACs (tests/latency_tables)."""
     fakes = _table_fakes()
     from latency_tables.build import build_table
     from latency_tables.store import save_table
 
-    table = build_table(MODEL, img_size, fakes.MacsMeasurer(), threads=1, grid=fakes.SMALL_GRID)
+    table = build_table(
+        MODEL,
+        img_size,
+        fakes.MacsMeasurer(),
+        threads=1,
+        grid=fakes.SMALL_GRID,
+        num_classes=num_classes,
+    )
     device = table.device.model_copy(update={"runtime": "onnxruntime"})
     return save_table(table.model_copy(update={"device": device}), tmp_path / "table.json")
 
@@ -361,6 +368,32 @@ def test_a_job_can_predict_with_the_devices_lookup_table(tmp_path):
     wrong = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6, latency_table=str(table))
     with pytest.raises(BudgetPruneError, match="was built for"):
         _run(tmp_path / "again", wrong)
+
+
+@pytest.mark.parametrize("strategy", ["hiap_token", "token"])
+def test_training_strategies_train_against_the_lookup_tables_expected_latency(tmp_path, strategy):
+    """Gates and learned token counts through the table's differentiable form (the path a
+    GPU worker takes too: bench/gpu_check.sh runs this file with BUDGETPRUNE_TRAIN_DEVICE=cuda)."""
+    table = _fake_table(tmp_path, 64, num_classes=2)
+    spec = JobCreate(
+        model=MODEL,
+        img_size=64,
+        num_classes=2,
+        budget_fraction=0.6,
+        strategy=strategy,
+        latency_table=str(table),
+        dataset=str(_tiny_zip(tmp_path / "d.zip")),
+        finetune_steps=6,
+        batch_size=4,
+        eval_per_class=4,
+    )
+    result, _, _ = _run(tmp_path, spec)
+    assert result.certificate.passed
+    assert result.report["predictor"]["kind"] == "lookup-table"
+    fit = result.report["strategy_fit"]
+    assert fit["predicted_ms"] <= fit["goal_ms"] + 1e-9
+    assert any("expected_ms" in row for row in fit["curve"]), "trained against the table"
+    assert ArchSpec.model_validate(fit["arch"]).tokens is not None
 
 
 def test_an_auto_table_is_built_through_the_measurer_once_and_reused(tmp_path):

@@ -32,7 +32,7 @@ def expected_ms_fn(
 
         def lut(model: GatedViT | SoftTokenViT) -> torch.Tensor:
             if isinstance(model, SoftTokenViT):
-                probs = dense_probs(model.dense)
+                probs = dense_probs(model.dense, model.share_logits.device)
                 return expected_latency(predictor, model.dense, probs, model.counts())
             return expected_latency(predictor, model.spec_template, gate_probs(model))
 
