@@ -16,8 +16,13 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from budgetprune.config import Settings
-from budgetprune.store import Agent, User, crud, session_scope
-from budgetprune.store.db import commit_and_close, rollback_and_close, session_factory
+from budgetprune.store import Agent, User, crud
+from budgetprune.store.db import (
+    commit_and_close,
+    read_scope,
+    rollback_and_close,
+    session_factory,
+)
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -65,7 +70,7 @@ def _unauthorized(what: str) -> HTTPException:
 
 
 def _user_by_token(url: str, token: str) -> User | None:
-    with session_scope(url) as session:
+    with read_scope(url) as session:
         user = crud.user_by_token(session, token=token)
         if user is not None:
             session.expunge(user)
@@ -120,7 +125,7 @@ def get_calling_agent(
     token = _bearer(authorization)
     if token is None:
         raise _unauthorized("agent token")
-    with session_scope(settings.database_url) as session:
+    with read_scope(settings.database_url) as session:
         agent = session.get(Agent, agent_id)
         if agent is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"agent {agent_id} is not registered")
