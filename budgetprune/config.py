@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     agent_offline_after_s: float = Field(60.0, gt=0)
     max_model_bytes: int = Field(2 * 1024**3, gt=0)
     max_upload_bytes: int = Field(4 * 1024**3, gt=0, description="checkpoints and data sets")
-    poll_interval_s: float = Field(0.25, gt=0)
+    poll_interval_s: float = Field(
+        0.1,
+        gt=0,
+        description="how often a waiting worker or agent long poll looks at the store (reads)",
+    )
     job_lease_s: float = Field(
         60.0, gt=0, description="a worker renews its hold on a running job this often x3"
     )

@@ -22,6 +22,7 @@ from budgetprune.schemas import (
     MeasureProtocol,
 )
 from budgetprune.store import crud, session_scope
+from budgetprune.store.db import read_scope
 
 
 class Measurer(Protocol):
@@ -145,11 +146,12 @@ class AgentMeasurer:
     def _wait(self, task_id: str, sha: str) -> MeasurementResult:
         deadline = time.monotonic() + self.settings.measurement_timeout_s
         while time.monotonic() < deadline:
-            with session_scope(self.settings.database_url) as session:
+            with read_scope(self.settings.database_url) as session:  # looked at 10x a second
                 task = crud.get_task(session, task_id=task_id)
                 job = crud.get_job(session, job_id=self.job_id)
                 if job is not None and job.cancel_requested:
-                    crud.cancel_job_tasks(session, job_id=self.job_id)
+                    with session_scope(self.settings.database_url) as writer:
+                        crud.cancel_job_tasks(writer, job_id=self.job_id)
                     raise JobCancelledError("cancelled by the user")
                 if task is not None and task.state == "done" and task.result_json:
                     result = MeasurementResult.model_validate_json(task.result_json)

@@ -28,6 +28,7 @@ from budgetprune.schemas import (
     TaskResult,
 )
 from budgetprune.store import Agent, crud, session_scope
+from budgetprune.store.db import read_scope
 
 router = APIRouter(responses=COMMON_ERRORS, prefix="/v1/agents", tags=["agents"])
 
@@ -51,7 +52,7 @@ def _beat(settings: Settings, agent_id: str) -> bool:
 
 
 def _lease_states(settings: Settings, agent_id: str, task_ids: list[str]) -> dict[str, str]:
-    with session_scope(settings.database_url) as session:
+    with read_scope(settings.database_url) as session:
         return dict(crud.lease_states(session, agent_id=agent_id, task_ids=task_ids))
 
 
@@ -86,7 +87,7 @@ async def heartbeat(
             return HeartbeatReply(
                 cancelled_task_ids=[t for t, s in states.items() if s == "revoked"]
             )
-        await asyncio.sleep(min(settings.poll_interval_s * 2, max(deadline - time.monotonic(), 0)))
+        await asyncio.sleep(min(settings.poll_interval_s, max(deadline - time.monotonic(), 0)))
 
 
 def _try_lease(settings: Settings, agent: Agent) -> TaskLease | None:
@@ -104,6 +105,11 @@ def _try_lease(settings: Settings, agent: Agent) -> TaskLease | None:
             model_sha256=task.model_sha256,
             model_url=f"/v1/agents/{agent.id}/tasks/{task.id}/model",
         )
+
+
+def _may_be_ready(settings: Settings, agent: Agent) -> bool:
+    with read_scope(settings.database_url) as session:
+        return crud.task_may_be_ready(session, agent=agent)
 
 
 def _touch(settings: Settings, agent_id: str) -> None:
@@ -125,12 +131,15 @@ async def next_task(
     deadline = time.monotonic() + wait
     await run_in_threadpool(_touch, settings, agent_id)  # polling is a sign of life
     while True:
-        lease = await run_in_threadpool(_try_lease, settings, agent)
-        if lease is not None:
-            return lease
+        # look with a read (often: a task waits at most a poll interval for its agent), lease
+        # with a write only when there may be something to lease
+        if await run_in_threadpool(_may_be_ready, settings, agent):
+            lease = await run_in_threadpool(_try_lease, settings, agent)
+            if lease is not None:
+                return lease
         if time.monotonic() >= deadline:
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        await asyncio.sleep(min(settings.poll_interval_s * 2, max(deadline - time.monotonic(), 0)))
+        await asyncio.sleep(min(settings.poll_interval_s, max(deadline - time.monotonic(), 0)))
 
 
 @router.get("/{agent_id}/tasks/{task_id}/model", response_class=FileResponse)

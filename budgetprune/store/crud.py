@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from budgetprune.schemas import AgentRegister, JobCreate, MeasureProtocol, TaskResult
@@ -202,6 +202,21 @@ def expire_leases(session: Session) -> int:
         .values(state="queued", agent_id=None, lease_id=None, lease_expires_at=None)
     )
     return res.rowcount
+
+
+def task_may_be_ready(session: Session, *, agent: Agent) -> bool:
+    """Whether `lease_next_task` has something to do for `agent`: a queued task it may take, or
+    a lapsed lease to put back in the queue. One read, so a long poll can look often without
+    taking the store's write lock each time it finds nothing."""
+    queued = select(MeasurementTask.id).where(
+        MeasurementTask.state == "queued",
+        MeasurementTask.device.in_(agent_devices(agent)),
+        MeasurementTask.runtime.in_(agent_runtimes(agent)),
+    )
+    lapsed = select(MeasurementTask.id).where(
+        MeasurementTask.state == "leased", MeasurementTask.lease_expires_at < utcnow()
+    )
+    return bool(session.scalar(select(exists(queued) | exists(lapsed))))
 
 
 def lease_next_task(

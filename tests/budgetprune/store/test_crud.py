@@ -132,6 +132,28 @@ def test_expired_lease_is_requeued_and_late_result_refused(db_settings):
         assert MeasurementResult.model_validate_json(task.result_json).stats.p90_ms == 2
 
 
+def test_a_long_poll_reads_whether_leasing_could_find_work(db_settings):
+    """`task_may_be_ready` says yes when `lease_next_task` has something to do: a queued task
+    the agent may take, or a lapsed lease to put back in the queue; it only reads."""
+    url = db_settings.database_url
+    with session_scope(url) as s:
+        cpu, mobile = _agent(s), _agent(s, device_class="mobile")
+    with session_scope(url) as s:
+        assert not crud.task_may_be_ready(s, agent=cpu)
+        _task(s, runtime="tvm")  # cpu offers no TVM
+    with session_scope(url) as s:
+        assert not crud.task_may_be_ready(s, agent=cpu)
+        _task(s)
+    with session_scope(url) as s:
+        assert crud.task_may_be_ready(s, agent=cpu) and not crud.task_may_be_ready(s, agent=mobile)
+        assert crud.lease_next_task(s, agent=cpu, lease_seconds=60) is not None
+    with session_scope(url) as s:
+        assert not crud.task_may_be_ready(s, agent=cpu), "leased and held"
+        s.execute(update(MeasurementTask).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    with session_scope(url) as s:
+        assert crud.task_may_be_ready(s, agent=mobile), "a lapsed lease goes back to the queue"
+
+
 def test_cancel_job_tasks(db_settings):
     url = db_settings.database_url
     with session_scope(url) as s:
