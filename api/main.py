@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,6 +17,22 @@ from budgetprune.config import Settings, get_settings
 from budgetprune.store import get_engine
 from worker.celery_app import make_celery, prepare_broker
 
+GC_GEN0_THRESHOLD = 20_000
+
+
+@functools.cache
+def quiet_gc() -> None:
+    """Once per process, when the app has started: move everything alive (modules, ORM
+    mappers, pydantic schemas) out of the cyclic collector's reach (`gc.freeze`) and collect
+    the youngest generation every 20,000 allocations instead of 700. The collector's full
+    passes over those objects were the status endpoint's tail: in bench/load_test.py (200
+    submissions, 100 pollers, one process) p99 went from 88-118 ms to 11-33 ms, the same runs
+    interleaved. Request garbage is still collected, only in fewer, larger batches."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -24,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         task = asyncio.create_task(reconcile_forever(settings, app.state.celery))
+        quiet_gc()
         yield
         task.cancel()
 

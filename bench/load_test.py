@@ -172,6 +172,10 @@ if __name__ == "__main__":
         default=1.0,
         help="seconds between one poller's requests (0: closed loop)",
     )
-    result = asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--out", type=Path, help="also write the result here (JSON)")
+    args = parser.parse_args()
+    result = asyncio.run(main(args))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     sys.exit(1 if result["errors"] or result["jobs_lost"] else 0)
