@@ -36,8 +36,10 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
     env = stack_env(data, embedded=True, extra={"BUDGETPRUNE_TABLE_GRID": json.dumps(GRID)})
     with Stack(data, env) as stack:
         token = stack.start_all()
+        # 0.9, not less: at 32x32 (5 tokens) per-op overhead dominates, so even a third of
+        # the heads measured only ~19% faster, and 0.8 ended infeasible on a busy machine
         spec = JobCreate(
-            model="deit_tiny_patch16_224", img_size=32, budget_fraction=0.8, latency_table="auto"
+            model="deit_tiny_patch16_224", img_size=32, budget_fraction=0.9, latency_table="auto"
         )
         with Client(stack.url, token) as client:
             agent = client.devices().data[0]
