@@ -47,9 +47,11 @@ def _readings(monkeypatch, readings: list[tuple[float, bool]]) -> list[float]:
         ([(4.3, True)], 4.3, True),
         ([(7.0, False), (4.4, True)], 4.4, True),  # a busy first reading is retaken
         ([(7.0, False), (5.5, False), (6.0, False)], 5.5, False),  # never quiet: the lowest
+        ([(5.4, True), (4.6, True)], 4.6, True),  # a miss is retaken: one slow reading is load
+        ([(5.4, True), (5.3, True), (5.6, False)], 5.3, True),  # a miss that holds up fails
     ],
 )
-def test_remeasure_retakes_unstable_readings(
+def test_remeasure_retakes_unstable_or_missed_readings(
     delivered,
     monkeypatch,
     readings,
