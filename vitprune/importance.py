@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["sort_by_magnitude_", "head_scores", "mlp_scores", "dense_blocks"]
+__all__ = ["sort_by_magnitude_", "head_scores", "dim_scores", "mlp_scores", "dense_blocks"]
 
 
 def dense_blocks(model: nn.Module) -> list[nn.Module]:
@@ -58,6 +58,20 @@ def head_scores(model: nn.Module) -> list[list[float]]:
         proj = _proj_cols(blk.attn)
         score = _norm(q, (1, 2)) * _norm(k, (1, 2)) + _norm(v, (1, 2)) * _norm(proj, (1, 2))
         out.append([float(s) for s in score])
+    return out
+
+
+@torch.no_grad()
+def dim_scores(model: nn.Module) -> list[list[float]]:
+    """Per block, per qk/v dim position, summed over heads: the terms `head_scores` sums, one
+    dim at a time. In a sorted model position j is each head's j-th strongest dim, so a prefix
+    is what a narrower head keeps."""
+    out = []
+    for blk in dense_blocks(model):
+        q, k, v = _qkv_parts(blk.attn)
+        proj = _proj_cols(blk.attn)
+        score = _norm(q, 2) * _norm(k, 2) + _norm(v, 2) * _norm(proj, 2)  # (heads, head_dim)
+        out.append([float(s) for s in score.sum(0)])
     return out
 
 

@@ -43,7 +43,7 @@ from latency_tables.store import load_table, save_table, table_key
 from vitprune.cost import macs, params
 from vitprune.export import export_onnx
 from vitprune.extract import extract_subnet
-from vitprune.importance import head_scores, mlp_scores, sort_by_magnitude_
+from vitprune.importance import dim_scores, head_scores, mlp_scores, sort_by_magnitude_
 from vitprune.io import save_subnet
 from vitprune.models import create_model
 from vitprune.strategies import (
@@ -231,6 +231,7 @@ class Pipeline:
         return SearchContext(
             dense=self.dense,
             head_scores=head_scores(self.model),
+            dim_scores=dim_scores(self.model),
             mlp_scores=mlp_scores(self.model),
             predict_ms=self.predictor.predict,
             min_heads=spec.min_heads,

@@ -31,10 +31,12 @@ if TYPE_CHECKING:  # torch stays out of the registry's import (the API lists str
 @dataclass
 class SearchContext:
     """What a strategy may look at: the dense spec, importance in the model's current (sorted)
-    order, the predictor, and the limits the user set."""
+    order (per head, per qk/v dim position, per MLP neuron), the predictor, and the limits the
+    user set."""
 
     dense: ArchSpec
     head_scores: list[list[float]]
+    dim_scores: list[list[float]]
     mlp_scores: list[list[float]]
     predict_ms: Callable[[ArchSpec], float]
     min_heads: int = 1

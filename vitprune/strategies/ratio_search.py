@@ -12,12 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import nn
-
 from budgetprune.schemas import ArchSpec
 from vitprune.gates import make_gated
-from vitprune.importance import dense_blocks
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
@@ -73,20 +69,6 @@ def best_ratios(
     return None if best is None else best[1]
 
 
-@torch.no_grad()
-def dim_scores(model: nn.Module) -> list[list[float]]:
-    """Per block, per dim position (summed over heads): ||q|| ||k|| + ||v|| ||proj col||; the
-    model is sorted, so positions are in descending importance within each head."""
-    out = []
-    for blk in dense_blocks(model):
-        a = blk.attn
-        h, d = a.num_heads, a.head_dim
-        q, k, v = a.qkv.weight.reshape(3, h, d, -1).norm(dim=-1)
-        proj = a.proj.weight.t().reshape(h, d, -1).norm(dim=-1)
-        out.append((q * k + v * proj).sum(0).tolist())
-    return out
-
-
 @register_strategy("ratio_search")
 class RatioSearch(NetAdapt):
     """Works without data (the search alone); with data each stage is distilled."""
@@ -98,7 +80,7 @@ class RatioSearch(NetAdapt):
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search
-        scores = dim_scores(ctx.model)
+        scores = search.dim_scores
         dense_ms = search.predict_ms(search.dense)
         gated = make_gated(ctx.model, search.dense)
         curve: list[dict[str, object]] = []

@@ -84,7 +84,10 @@ def _reorder_neurons_(model: nn.Module, scores: list[torch.Tensor]) -> list[list
 
 @register_strategy("toast")
 class ToaSt(NetAdapt):
-    """No training; data, when the job has it, only calibrates."""
+    """No training; data, when the job has it, only calibrates. Heads are pruned whole, as
+    in the paper, never narrowed."""
+
+    narrows_heads = False
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search

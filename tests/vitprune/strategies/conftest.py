@@ -9,7 +9,7 @@ import torch
 from budgetprune.schemas import ArchSpec
 from latency_tables import LinearMacsPredictor
 from vitprune.cost import macs
-from vitprune.importance import head_scores, mlp_scores
+from vitprune.importance import dim_scores, head_scores, mlp_scores
 from vitprune.strategies import SearchContext, TrainContext, expected_ms_fn
 
 TINY = "deit_tiny_patch16_224"
@@ -44,6 +44,7 @@ def job(make_model):
         search = SearchContext(
             dense=dense,
             head_scores=head_scores(model),
+            dim_scores=dim_scores(model),
             mlp_scores=mlp_scores(model),
             predict_ms=predictor.predict,
         )

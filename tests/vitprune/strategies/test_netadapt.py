@@ -11,13 +11,16 @@ from budgetprune.errors import BudgetPruneError
 from budgetprune.schemas import ArchSpec
 from vitprune.cost import macs
 from vitprune.strategies import SearchContext, get_strategy, list_strategies
-from vitprune.strategies.netadapt import mlp_chunk
+from vitprune.strategies.steps import mlp_chunk
 
 
 def _ctx(dense: ArchSpec, seed: int = 0, **limits) -> SearchContext:
     rng = random.Random(seed)
     info = dense.info
     heads = [[rng.random() for _ in range(info.num_heads)] for _ in dense.blocks]
+    dims = [
+        sorted((rng.random() for _ in range(info.head_dim)), reverse=True) for _ in dense.blocks
+    ]
     mlp = [
         sorted((rng.random() for _ in range(info.mlp_hidden)), reverse=True) for _ in dense.blocks
     ]
@@ -25,6 +28,7 @@ def _ctx(dense: ArchSpec, seed: int = 0, **limits) -> SearchContext:
     return SearchContext(
         dense=dense,
         head_scores=heads,
+        dim_scores=dims,
         mlp_scores=mlp,
         predict_ms=lambda s: 10.0 * macs(s) / dense_macs,
         **limits,
@@ -76,3 +80,16 @@ def test_never_grows_and_is_monotone():
     b = strategy.propose(ctx, a, 5.0)
     for x, y in zip(a.blocks, b.blocks, strict=True):
         assert set(y.heads) <= set(x.heads) and y.mlp_hidden <= x.mlp_hidden
+        assert y.qk_dim <= x.qk_dim and y.v_dim <= x.v_dim
+
+
+def test_narrows_heads_before_removing_them_when_heads_are_alike():
+    """Equal heads, dims of falling importance, cost linear in MACs: a slab of the weakest dims
+    costs less than a whole head per MAC saved, so a moderate goal keeps every head (the
+    old per-kind pricing removed whole heads first)."""
+    dense = ArchSpec.dense("deit_tiny_patch16_224")
+    ctx = _ctx(dense)
+    ctx.head_scores = [[1.0] * 3 for _ in dense.blocks]
+    spec = get_strategy("netadapt").propose(ctx, dense, 7.0)
+    assert all(len(block.heads) == 3 for block in spec.blocks)
+    assert any(block.qk_dim < 64 for block in spec.blocks)
