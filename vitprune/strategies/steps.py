@@ -83,7 +83,8 @@ def removals(ctx: SearchContext, spec: ArchSpec, *, dims: bool = True) -> Iterat
             yield Step(price.dims(b, block, qk, v), _with(spec, b, qk_dim=qk, v_dim=v))
         if block.mlp and block.mlp_hidden - chunk >= ctx.min_mlp_hidden:
             hidden = block.mlp_hidden - chunk
-            yield Step(price.neurons(b, hidden, block.mlp_hidden), _with(spec, b, mlp_hidden=hidden))
+            share = price.neurons(b, hidden, block.mlp_hidden)
+            yield Step(share, _with(spec, b, mlp_hidden=hidden))
 
 
 def additions(ctx: SearchContext, spec: ArchSpec) -> Iterator[Step]:
@@ -105,4 +106,5 @@ def additions(ctx: SearchContext, spec: ArchSpec) -> Iterator[Step]:
         full = dense.blocks[b].mlp_hidden
         if block.mlp and block.mlp_hidden < full:
             hidden = min(full, block.mlp_hidden + chunk)
-            yield Step(price.neurons(b, block.mlp_hidden, hidden), _with(spec, b, mlp_hidden=hidden))
+            share = price.neurons(b, block.mlp_hidden, hidden)
+            yield Step(share, _with(spec, b, mlp_hidden=hidden))
