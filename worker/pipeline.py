@@ -59,13 +59,17 @@ from worker.measurers import Measurer
 
 AUTO_TABLE = "auto"
 CERTIFY_REPEATS = 2
-MAX_CERTIFY_ATTEMPTS = 4
+MAX_CERTIFY_ATTEMPTS = 5  # one doubt retry, one drift retry, three shrinks
 MAX_GIVEBACK_ROUNDS = 2
 UNSTABLE_RETRIES = 2  # a certification-grade measurement the device calls unstable is retaken
 # Interference only ever adds time. A sub-network that reads more than this much slower than
 # the network it was cut from is measured again (and the faster reading kept): on a shared
 # CPU one busy second otherwise sends the search (and a job's accuracy) far below the budget.
 MONOTONE_TOLERANCE = 0.02
+# A certification miss the device's drift explains (the dense reference, timed again right
+# after, reads that much slower than at the baseline) is certified again instead of shrunk,
+# at most this many times per job: a device that stays slow still gets a smaller network.
+MAX_DRIFT_RETRIES = 1
 
 
 class Reporter(Protocol):
@@ -141,6 +145,7 @@ class Pipeline:
         self.unstable_retries = 0
         self.remeasured = 0  # search candidates timed again (slower than their superset)
         self.certify_retries = 0  # certifications repeated after a miss the evidence doubts
+        self.drift_checks: list[dict[str, float]] = []  # dense reference timed after misses
         self.state: dict[str, object] = {}
         self.resumes = 0
 
@@ -556,6 +561,12 @@ class Pipeline:
                 retried.add(arch.sha256())
                 self.certify_retries += 1
                 continue  # the same bytes, certified afresh: the delivered value is that one
+            if (
+                self._drift_retries() < MAX_DRIFT_RETRIES
+                and certified / self._drift(certified) <= self.target
+            ):
+                self.drift_checks[-1]["retried"] = True
+                continue  # the device is slower now, not the model: the same bytes again
             # Shrink by the measured gap; the smallest network is measured again instead
             # (a loaded device can read high once, and "infeasible" needs repeated evidence).
             arch = self.strategy.propose(
@@ -568,6 +579,23 @@ class Pipeline:
             f"p{self.spec.percentile} on the device",
             best_latency_ms=certified,
         )
+
+    def _drift(self, certified: float) -> float:
+        """How much slower the device reads the dense model now than at the baseline (1.0 or
+        more: load only adds time), from one more certification-grade timing of it. A miss is
+        only the model's fault by the part of it this does not explain."""
+        path = self.work / "reference.onnx"
+        if not path.is_file():
+            export_onnx(self.model, path, img_size=self.dense.img_size)
+        now = self.pick(self.settled(path, self.certify_protocol))
+        drift = max(1.0, now / self.pick(self.dense_result))
+        self.drift_checks.append(
+            {"certified_ms": certified, "reference_ms": now, "drift": drift, "retried": False}
+        )
+        return drift
+
+    def _drift_retries(self) -> int:
+        return sum(bool(c["retried"]) for c in self.drift_checks)
 
     def _doubtful_miss(self, arch: ArchSpec, done: _Certified) -> bool:
         """A certification miss worth one more certification of the same bytes before the
@@ -683,6 +711,7 @@ class Pipeline:
             "unstable_retries": self.unstable_retries,
             "remeasured_candidates": self.remeasured,
             "certify_retries": self.certify_retries,
+            "drift_checks": self.drift_checks,
             "resumes": self.resumes,
             "certificate_passed": cert.passed,
         }

@@ -39,6 +39,7 @@ class SizeMeasurer:
         unstable: int = 0,
         quick_bias: float = 1.0,
         candidate_spikes: list[float] | None = None,
+        reference_bias: list[float] | None = None,
     ) -> None:
         self.quick_bias = quick_bias
         self.candidate_spikes = list(candidate_spikes or [])  # factors for the next candidates
@@ -46,6 +47,7 @@ class SizeMeasurer:
         self.calls: list[tuple[str, MeasureProtocol]] = []
         self.certify_bias = list(certify_bias or [])
         self.unstable = unstable
+        self.reference_bias = list(reference_bias or [])  # for the dense model timed again
 
     def measure(self, path: Path, protocol: MeasureProtocol, input_shape: list[int]):
         size = path.stat().st_size
@@ -56,6 +58,8 @@ class SizeMeasurer:
             ms *= self.certify_bias.pop(0)
         if protocol.runs < 200:
             ms *= self.quick_bias
+        if path.name == "reference.onnx" and self.reference_bias:
+            ms *= self.reference_bias.pop(0)
         if "cand" in path.name and self.candidate_spikes:
             ms *= self.candidate_spikes.pop(0)
         stable = True
@@ -143,8 +147,40 @@ def test_a_certification_miss_that_holds_up_tightens_and_certifies_again(tmp_pat
     certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
     assert len(certify) == 3 and result.report["certify_retries"] == 1
     assert certify[0]["arch_sha256"] == certify[1]["arch_sha256"] != certify[2]["arch_sha256"]
+    assert [c["retried"] for c in result.report["drift_checks"]] == [False]
     assert certify[2]["gmacs"] < certify[0]["gmacs"]
     assert result.certificate.passed and result.certificate.certified_ms <= 6.0 * 0.95
+
+
+def test_a_miss_the_devices_drift_explains_is_certified_again_not_shrunk(tmp_path):
+    """Two certifications of the searched network read 30% high, and so does the dense model
+    timed right after: the device is slower, not the model. The same bytes are certified a
+    third time and delivered; without the drift (test above) the network shrinks."""
+    measurer = SizeMeasurer(certify_bias=[1.3] * 4, reference_bias=[1.3])
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
+    assert len(certify) == 3 and len({r["arch_sha256"] for r in certify}) == 1
+    (check,) = result.report["drift_checks"]
+    assert check["drift"] == pytest.approx(1.3) and check["retried"] is True
+    assert result.certificate.passed
+    assert result.certificate.certified_ms == pytest.approx(certify[2]["measured_ms"])
+
+
+def test_drift_never_stops_a_network_from_shrinking_for_good(tmp_path):
+    """A device that stays slow (the reference always 30% slower, every certification of the
+    network 30% high): after MAX_DRIFT_RETRIES the network shrinks and is certified."""
+    from worker.pipeline import MAX_DRIFT_RETRIES
+
+    measurer = SizeMeasurer(certify_bias=[1.3] * 6, reference_bias=[1.3] * 8)
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    checks = result.report["drift_checks"]
+    assert sum(c["retried"] for c in checks) == MAX_DRIFT_RETRIES
+    certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
+    assert certify[-1]["gmacs"] < certify[0]["gmacs"] and result.certificate.passed
 
 
 def test_a_miss_the_search_contradicts_is_certified_again_not_shrunk(tmp_path):
