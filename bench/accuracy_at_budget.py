@@ -32,7 +32,6 @@ import sys
 import time
 import zipfile
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -62,9 +61,7 @@ STRATEGIES = ("netadapt", "hiap", "hiap_token", "token", "toast", "ratio_search"
 class Uniform(RatioSearch):
     """Baseline: the same keep ratio for attention dims and FFN neurons (benchmark only)."""
 
-    def pair_for(
-        self, ctx: SearchContext, scores: Sequence[Sequence[float]], goal_ms: float
-    ) -> RatioPair | None:
+    def pair_for(self, ctx: SearchContext, goal_ms: float) -> RatioPair | None:
         info = ctx.dense.info
         m = ctx.width_multiple
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from budgetprune.schemas import ArchSpec
 from vitprune.strategies.base import SearchContext
-from vitprune.strategies.steps import additions
+from vitprune.strategies.steps import Steps
 
 __all__ = ["give_back"]
 
@@ -22,10 +22,11 @@ def give_back(ctx: SearchContext, current: ArchSpec, goal_ms: float) -> ArchSpec
     """The largest superset of `current` the greedy order reaches with predicted <= goal_ms;
     `current` itself when no unit fits."""
     spec = current.model_copy(deep=True)
+    steps = Steps(ctx)
     predicted = ctx.predict_ms(spec)
     while True:
         best: tuple[float, ArchSpec, float] | None = None
-        for step in additions(ctx, spec):
+        for step in steps.additions(spec):
             cand_ms = ctx.predict_ms(step.spec)
             if cand_ms > goal_ms:
                 continue

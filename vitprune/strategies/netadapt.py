@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from budgetprune.schemas import ArchSpec
 from vitprune.strategies.base import SearchContext, Strategy, register_strategy
-from vitprune.strategies.steps import removals
+from vitprune.strategies.steps import Steps
 
 
 @register_strategy("netadapt")
@@ -21,10 +21,11 @@ class NetAdapt(Strategy):
 
     def propose(self, ctx: SearchContext, current: ArchSpec, goal_ms: float) -> ArchSpec:
         spec = current.model_copy(deep=True)
+        steps = Steps(ctx)
         predicted = ctx.predict_ms(spec)
         while predicted > goal_ms:
             best: tuple[float, ArchSpec, float] | None = None
-            for step in removals(ctx, spec, dims=self.narrows_heads):
+            for step in steps.removals(spec, dims=self.narrows_heads):
                 cand_ms = ctx.predict_ms(step.spec)
                 # A removal the predictor prices at nothing (a flat stretch of a measured
                 # table) is still allowed, last: the goal is not met, so keep shrinking.

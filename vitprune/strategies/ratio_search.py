@@ -43,9 +43,7 @@ def _kept_share(scores: Sequence[Sequence[float]], width: int) -> float:
     return sum(sum(s[:width]) for s in scores) / max(sum(sum(s) for s in scores), 1e-12)
 
 
-def best_ratios(
-    ctx: SearchContext, dim_scores: Sequence[Sequence[float]], goal_ms: float
-) -> RatioPair | None:
+def best_ratios(ctx: SearchContext, goal_ms: float) -> RatioPair | None:
     """The (dims, hidden) pair under `goal_ms` keeping the most importance; None when no pair
     on the grid meets it."""
     info = ctx.dense.info
@@ -63,7 +61,7 @@ def best_ratios(
             else:
                 hi = mid - 1
         hidden = hidden_grid[lo]
-        kept = _kept_share(dim_scores, dims) + _kept_share(ctx.mlp_scores, hidden)
+        kept = _kept_share(ctx.dim_scores, dims) + _kept_share(ctx.mlp_scores, hidden)
         if best is None or kept > best[0]:
             best = (kept, (dims, hidden))
     return None if best is None else best[1]
@@ -73,14 +71,11 @@ def best_ratios(
 class RatioSearch(NetAdapt):
     """Works without data (the search alone); with data each stage is distilled."""
 
-    def pair_for(
-        self, ctx: SearchContext, scores: Sequence[Sequence[float]], goal_ms: float
-    ) -> RatioPair | None:
-        return best_ratios(ctx, scores, goal_ms)
+    def pair_for(self, ctx: SearchContext, goal_ms: float) -> RatioPair | None:
+        return best_ratios(ctx, goal_ms)
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search
-        scores = search.dim_scores
         dense_ms = search.predict_ms(search.dense)
         gated = make_gated(ctx.model, search.dense)
         curve: list[dict[str, object]] = []
@@ -88,7 +83,7 @@ class RatioSearch(NetAdapt):
         spec = search.dense
         for stage in range(1, STAGES + 1):
             stage_goal = dense_ms - (dense_ms - goal_ms) * stage / STAGES
-            pair = self.pair_for(search, scores, stage_goal)
+            pair = self.pair_for(search, stage_goal)
             if pair is None:  # even the narrowest uniform pair is too slow: go greedy
                 spec = self.propose(search, spec, stage_goal)
                 notes.append(f"stage {stage}: no uniform pair meets the goal; netadapt instead")

@@ -31,10 +31,13 @@ def test_ratios_follow_the_costs(job):
     for weight in (8.0, 0.125):
         predict = _weighted(weight)
         search = replace(
-            ctx.search, mlp_scores=[[1.0] * 768 for _ in dense.blocks], predict_ms=predict
+            ctx.search,
+            dim_scores=flat,
+            mlp_scores=[[1.0] * 768 for _ in dense.blocks],
+            predict_ms=predict,
         )
         goal = 0.6 * predict(dense)
-        dims, hidden = best_ratios(search, flat, goal)
+        dims, hidden = best_ratios(search, goal)
         assert predict(uniform_spec(dense, dims, hidden)) <= goal
         ratios[weight] = (dims / 64, hidden / 768)
     assert ratios[8.0][0] < ratios[8.0][1], "costly attention is cut more"

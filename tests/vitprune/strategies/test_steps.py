@@ -7,7 +7,7 @@ import pytest
 
 from budgetprune.schemas import ArchSpec
 from vitprune.strategies import SearchContext
-from vitprune.strategies.steps import additions, mlp_chunk, removals
+from vitprune.strategies.steps import Steps, mlp_chunk
 
 TINY = "deit_tiny_patch16_224"  # 3 heads of 64 dims, 768 MLP neurons per block
 
@@ -32,7 +32,7 @@ def _changed(a: ArchSpec, b: ArchSpec) -> str:
 def test_shares_are_shares_of_the_branch():
     """With flat importance a step's share is the part of its branch it moves."""
     dense = ArchSpec.dense(TINY)
-    shares = {_changed(dense, s.spec): s.share for s in removals(_flat_ctx(dense), dense)}
+    shares = {_changed(dense, s.spec): s.share for s in Steps(_flat_ctx(dense)).removals(dense)}
     assert shares["head"] == pytest.approx(1 / 3)
     assert shares["dims"] == pytest.approx(8 / 64)
     assert shares["mlp"] == pytest.approx(mlp_chunk(768, 8) / 768)
@@ -43,25 +43,27 @@ def test_a_head_of_narrowed_dims_weighs_less():
     narrow = dense.model_copy(deep=True)
     narrow.blocks[0] = narrow.blocks[0].model_copy(update={"qk_dim": 32, "v_dim": 32})
     ctx = _flat_ctx(dense)
-    head = [s for s in removals(ctx, narrow) if s.spec.blocks[0].heads != narrow.blocks[0].heads]
+    kept = narrow.blocks[0].heads
+    head = [s for s in Steps(ctx).removals(narrow) if s.spec.blocks[0].heads != kept]
     assert head[0].share == pytest.approx(1 / 6)
 
 
 def test_additions_undo_removals_at_the_same_price():
     dense = ArchSpec.dense(TINY)
     ctx = _flat_ctx(dense)
-    for removed in removals(ctx, dense):
-        back = [s for s in additions(ctx, removed.spec) if s.spec == dense]
+    steps = Steps(ctx)
+    for removed in steps.removals(dense):
+        back = [s for s in steps.additions(removed.spec) if s.spec == dense]
         assert len(back) == 1 and back[0].share == pytest.approx(removed.share)
 
 
 def test_limits_and_dense_widths_bound_the_steps():
     dense = ArchSpec.dense(TINY)
     ctx = _flat_ctx(dense)
-    assert list(additions(ctx, dense)) == []  # nothing to add to the dense model
+    assert list(Steps(ctx).additions(dense)) == []  # nothing to add to the dense model
     smallest = dense.model_copy(deep=True)
     smallest.blocks = [
         b.model_copy(update={"heads": [0], "qk_dim": 8, "v_dim": 8, "mlp_hidden": 16})
         for b in dense.blocks
     ]
-    assert list(removals(ctx, smallest)) == []
+    assert list(Steps(ctx).removals(smallest)) == []
