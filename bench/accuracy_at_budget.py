@@ -347,6 +347,11 @@ def main() -> int:
     teacher = ensure_teacher(data, Path(args.teacher), args.teacher_steps, args.batch_size)
     ckpt = Path(args.teacher) / "model.safetensors"
     body = json.loads(out.read_text()) if out.exists() else {}
+    if body and body["machine"]["cpu"] != _cpu():
+        parser.error(
+            f"{out} holds rows measured on {body['machine']['cpu']}, this is {_cpu()}: "
+            "budgets are fractions of that machine's dense p90; give another --out"
+        )
     if body.get("teacher_sha256") != sha256_file(ckpt) or body.get("args") != _key(args):
         body = {}  # another teacher or other settings: the old rows say nothing about this run
     if not body:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from budgetprune.schemas import ArchSpec, MeasureProtocol  # noqa: E402
 from latency_tables import LinearMacsPredictor, LutPredictor, load_table, save_table  # noqa: E402
 from latency_tables.build import build_table  # noqa: E402
+from latency_tables.predictor import calibration_models  # noqa: E402
 from latency_tables.store import table_key  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
 from vitprune.extract import extract_subnet  # noqa: E402
@@ -85,7 +86,7 @@ def run_model(args, model: str) -> dict:
     )
     lut = LutPredictor(table)
     linear = LinearMacsPredictor()
-    for p in table.whole_models:
+    for p in calibration_models(table):
         linear.add(p.arch, p.measured_ms)
     protocol = MeasureProtocol(
         warmup=args.warmup,
@@ -160,7 +161,7 @@ def run_model(args, model: str) -> dict:
         "calibration": {
             "scale": lut.scale,
             "offset_ms": lut.offset,
-            "models": len(table.whole_models),
+            "models": len(calibration_models(table)),
         },
         "lut": summary([r["predicted_ms"] for r in rows], measured),
         "table_raw": summary([r["table_ms"] for r in rows], measured),

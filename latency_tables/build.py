@@ -44,7 +44,7 @@ from vitprune.models import create_model
 from vitprune.sample import sample_arch
 from worker.measurers import Measurer
 
-__all__ = ["TableGrid", "build_table", "table_protocol", "smallest_spec"]
+__all__ = ["TableGrid", "build_table", "sample_level", "table_protocol", "smallest_spec"]
 
 Progress = Callable[[str], None]
 
@@ -64,7 +64,9 @@ class TableGrid(BaseModel):
     max_head_points: int = Field(6, ge=2, description="head counts measured (evenly spread)")
     stack_depths: list[int] = Field(default=[1, 3], min_length=2)
     evict_bytes: int = Field(8 << 20, ge=0, description="weights every graph streams (0: none)")
-    whole_models: int = Field(4, ge=0, description="random sub-networks measured whole")
+    whole_models: int = Field(
+        8, ge=0, description="random sub-networks measured whole, spread over the keep levels"
+    )
     width_multiple: int = Field(8, ge=1, description="of the random whole models' widths")
 
     def tokens(self, info: ModelInfo, img_size: int) -> list[int]:
@@ -88,6 +90,12 @@ def _widths(fractions: list[float], full: int) -> list[int]:
     step = 8 if full >= 16 else 1
     out = {min(full, max(step, round(f * full / step) * step)) for f in fractions}
     return sorted(out | {full})
+
+
+def sample_level(i: int, n: int) -> float:
+    """Keep level of the i-th of n calibration sub-networks: evenly spread from small to nearly
+    dense, so the calibration line sees the whole latency range (random levels can bunch)."""
+    return 0.1 + 0.85 * (i + 0.5) / n
 
 
 def table_protocol(threads: int, batch_size: int = 1) -> MeasureProtocol:
@@ -306,26 +314,33 @@ def build_table(
             selector=selector,
         )
         specs = [
-            ArchSpec.dense(model, img_size, num_classes),
-            smallest_spec(model, img_size, num_classes),
+            ("dense", ArchSpec.dense(model, img_size, num_classes)),
+            ("smallest", smallest_spec(model, img_size, num_classes)),
         ]
         specs += [
-            sample_arch(
-                model,
-                seed=10**6 + seed + s,
-                img_size=img_size,
-                num_classes=num_classes,
-                width_multiple=grid.width_multiple,
-                tokens=selector is not None,
+            (
+                "sample",
+                sample_arch(
+                    model,
+                    seed=10**6 + seed + s,
+                    img_size=img_size,
+                    num_classes=num_classes,
+                    width_multiple=grid.width_multiple,
+                    tokens=selector is not None,
+                    level=sample_level(s, grid.whole_models),
+                ),
             )
             for s in range(grid.whole_models)
         ]
         points = []
-        for spec in specs:
+        for role, spec in specs:
             measured = bench.whole(dense, spec, batch_size)
             points.append(
                 WholeModelPoint(
-                    arch=spec, measured_ms=measured, table_ms=table_breakdown(table, spec).total_ms
+                    arch=spec,
+                    measured_ms=measured,
+                    table_ms=table_breakdown(table, spec).total_ms,
+                    role=role,
                 )
             )
             say(

@@ -132,6 +132,11 @@ class WholeModelPoint(BaseModel):
     arch: ArchSpec
     measured_ms: float = Field(gt=0)
     table_ms: float = Field(description="the table's raw sum, before calibration")
+    role: Literal["dense", "smallest", "sample"] = Field(
+        "sample",
+        description="sample: a random sub-network, what the calibration line is fitted on; "
+        "dense and smallest: the two ends, kept as checks",
+    )
 
 
 class LatencyTable(BaseModel):

@@ -26,15 +26,18 @@ def sample_arch(
     *,
     tokens: bool = False,
     drop_prob: float = 0.1,
+    level: float | None = None,
 ) -> ArchSpec:
     """A random sub-network of `model`; widths are multiples of `width_multiple` (or full).
 
     `tokens=True` also draws token keep ratios at one to three blocks; `drop_prob` is the chance
-    that a block loses its attention (or its MLP) branch.
+    that a block loses its attention (or its MLP) branch; `level` fixes the overall keep level
+    instead of drawing it.
     """
     info = get_model_info(model)
     rng = random.Random(seed)
-    level = rng.uniform(0.05, 1.0)
+    drawn = rng.uniform(0.05, 1.0)  # drawn either way: a seed's specs stay what they were
+    level = drawn if level is None else level
 
     def width(full: int) -> int:
         frac = min(1.0, max(0.0, rng.gauss(level, 0.2)))

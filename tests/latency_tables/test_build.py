@@ -90,3 +90,14 @@ def test_protocol_must_match_the_table():
 
     with pytest.raises(ValueError, match="threads"):
         build_table(TINY, 32, MacsMeasurer(), threads=2, protocol=table_protocol(1))
+
+
+def test_calibration_samples_are_spread_over_the_keep_levels(macs_table):
+    from latency_tables.build import sample_level
+
+    levels = [sample_level(i, 8) for i in range(8)]
+    assert levels == sorted(levels) and levels[0] < 0.2 and levels[-1] > 0.85
+    samples = [p for p in macs_table.whole_models if p.role == "sample"]
+    assert len(samples) == SMALL_GRID.whole_models
+    neurons = [sum(b.mlp_hidden for b in p.arch.blocks) for p in samples]
+    assert neurons == sorted(neurons)  # level i+1 keeps more than level i

@@ -149,3 +149,27 @@ def test_the_jobs_own_points_are_never_mixed_with_the_tables(macs_table):
     assert (p.scale, p.offset) == pytest.approx((1.3, 0.1))
     p.restore(p.points)  # a resumed job refits the same line from its saved points
     assert (p.scale, p.offset) == pytest.approx((1.3, 0.1))
+
+
+def test_the_base_line_is_fitted_on_the_sampled_sub_networks_not_the_two_ends(macs_table):
+    """The dense and smallest models read off the line the sub-networks jobs ask about lie on:
+    they are checks, not calibration points."""
+    samples = [p for p in macs_table.whole_models if p.role == "sample"]
+    assert len(samples) >= 2 and {p.role for p in macs_table.whole_models[:2]} == {
+        "dense",
+        "smallest",
+    }
+    on_line = [p.model_copy(update={"measured_ms": 1.1 * p.table_ms + 0.05}) for p in samples]
+    ends = [  # far off any line through the samples
+        p.model_copy(update={"measured_ms": 3.0 * p.table_ms})
+        for p in macs_table.whole_models
+        if p.role != "sample"
+    ]
+    table = macs_table.model_copy(update={"whole_models": ends + on_line})
+    p = LutPredictor(table)
+    assert (p.base_scale, p.base_offset) == pytest.approx((1.1, 0.05), rel=1e-6)
+    # a table built before roles were recorded marks no ends: every point is a sample
+    old = table.model_copy(
+        update={"whole_models": [q.model_copy(update={"role": "sample"}) for q in ends + on_line]}
+    )
+    assert LutPredictor(old).base_scale > 1.2

@@ -71,3 +71,10 @@ def test_round_spec_keeps_full_widths_and_validates() -> None:
     assert round_spec(dense, 48) == dense
     with pytest.raises(ValueError):
         round_width(3, 0, 64)
+
+
+def test_a_given_level_sets_the_size() -> None:
+    for seed in range(5):
+        small = sample_arch("deit_tiny_patch16_224", seed, level=0.1)
+        large = sample_arch("deit_tiny_patch16_224", seed, level=0.95)
+        assert macs(small) < 0.4 * macs(large)
