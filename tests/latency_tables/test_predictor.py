@@ -133,18 +133,41 @@ def test_one_measurement_rescales_the_table_line_to_the_device_now(macs_table):
     percentile: every prediction moves by the same ratio, so the table's shape is kept."""
     p = LutPredictor(macs_table)
     base = LutPredictor(macs_table)
-    dense = ArchSpec.dense(TINY, 64)
+    measured = sample_arch(TINY, seed=5, img_size=64, width_multiple=8)
     other = sample_arch(TINY, seed=3, img_size=64, width_multiple=8)
-    p.add(dense, 1.2 * base.predict(dense))  # 20% slower than when the table was built
-    assert p.predict(dense) == pytest.approx(1.2 * base.predict(dense))
+    p.add(measured, 1.2 * base.predict(measured))  # 20% slower than when the table was built
+    assert p.predict(measured) == pytest.approx(1.2 * base.predict(measured))
     assert p.predict(other) == pytest.approx(1.2 * base.predict(other))
     assert p.describe()["table_line"] == {"scale": base.scale, "offset_ms": base.offset}
 
 
+def test_a_model_the_table_timed_whole_rescales_by_its_own_build_time_measurement(macs_table):
+    """The dense model reads off the base line (here 10% over it): a job that measures it 20%
+    slower than at the build learns a drift of 20%, not 32%."""
+    points = [
+        p.model_copy(update={"measured_ms": 1.1 * p.measured_ms}) if p.role == "dense" else p
+        for p in macs_table.whole_models
+    ]
+    table = macs_table.model_copy(update={"whole_models": points})
+    dense_at_build = next(p.measured_ms for p in points if p.role == "dense")
+    base, job = LutPredictor(table), LutPredictor(table)
+    dense = ArchSpec.dense(TINY, 64)
+    assert dense_at_build == pytest.approx(1.1 * base.predict(dense), rel=0.03)
+    job.add(dense, 1.2 * dense_at_build)
+    other = sample_arch(TINY, seed=3, img_size=64, width_multiple=8)
+    assert job.predict(other) == pytest.approx(1.2 * base.predict(other))
+    assert job.predict(dense) == pytest.approx(1.2 * base.predict(dense))  # the line, not a lookup
+    # with a second point the job's line passes through the dense model where it was measured
+    small = smallest_spec(TINY, 64, 1000)
+    job.add(small, 1.2 * base.predict(small))
+    assert job.predict(other) == pytest.approx(1.2 * base.predict(other), rel=0.1)
+
+
 def test_the_jobs_own_points_are_never_mixed_with_the_tables(macs_table):
     p = LutPredictor(macs_table)
-    dense, small = ArchSpec.dense(TINY, 64), smallest_spec(TINY, 64, 1000)
-    for spec in (dense, small):
+    large = sample_arch(TINY, seed=1, img_size=64, width_multiple=8, level=0.9)
+    small = sample_arch(TINY, seed=2, img_size=64, width_multiple=8, level=0.2)
+    for spec in (large, small):
         p.add(spec, 1.3 * p.raw(spec) + 0.1)
     assert (p.scale, p.offset) == pytest.approx((1.3, 0.1))
     p.restore(p.points)  # a resumed job refits the same line from its saved points
