@@ -10,8 +10,9 @@ E[ms] is the predictor's differentiable form (`strategies.latency`). Schedules m
 converge instead of hovering: the Gumbel temperature anneals geometrically, mu ramps up
 linearly, the multipliers follow dual ascent (so a goal far away is reached without
 hand-tuning, and an overshoot is pulled back: the fit lands at the goal, not under it), and the
-last quarter trains straight-through, seeing the hard 0/1 network it will become. The result is
-`harden`ed with widths rounded to the multiple; no threshold is tuned after training.
+last quarter trains straight-through, seeing the hard 0/1 network it will become, and holding
+that network's predicted latency (not the expectation's) to the goal. The result is `harden`ed
+with widths rounded to the multiple; no threshold is tuned after training.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import ClassVar
 import torch
 
 from vitprune.compute import autocast, placed
-from vitprune.gates import GatedViT, make_gated, open_units
+from vitprune.gates import GatedViT, gates_to_spec, make_gated, open_units
 from vitprune.strategies.base import Fitted, TrainContext, register_strategy
 from vitprune.strategies.finish import respect_limits, under_goal
 from vitprune.strategies.lagrangian import LatencyLagrangian
@@ -158,7 +159,13 @@ class HiAP(NetAdapt):
                     teacher_logits = ctx.teacher(x).float()
                 task = distill_loss(gated(x).float(), y, teacher_logits, cfg)
             feas = feasibility(gated)
+            hard_ms = ctx.search.predict_ms(gates_to_spec(gated, ctx.search.width_multiple))
             expected = ctx.expected_ms(gated)
+            if t >= sch.straight_through_from:
+                # the value is the hard network's, the gradient the expectation's: the goal
+                # then binds the network hardening will return, which the expectation over
+                # independent gates misjudges (a gate at p = 0.6 counts 0.6 but hardens to 1)
+                expected = expected + (hard_ms - expected.detach())
             loss = task + sch.mu_max * t * feas + lagrangian.term(expected, t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,6 +179,7 @@ class HiAP(NetAdapt):
                     "task": float(task.detach()),
                     "feasibility": float(feas.detach()),
                     "expected_ms": float(expected.detach()),
+                    "hard_ms": hard_ms,
                     "goal_ms": lagrangian.goal_at(t),
                     "lambda": lagrangian.lam1,
                     "lambda2": lagrangian.lam2,

@@ -52,6 +52,21 @@ def test_the_fit_lands_at_the_goal_not_far_under_it(job):
     assert sum(b.attn for b in fitted.arch.blocks) > 0 and sum(b.mlp for b in fitted.arch.blocks)
 
 
+def test_the_hard_network_is_held_to_the_goal_in_the_straight_through_phase(job):
+    """Before, the last quarter held the expectation over independent gates to the goal, and
+    the hardened network came out over it every time in the benchmark (units closed untrained
+    after the fit). Now its own predicted latency is what the multipliers see."""
+    torch.manual_seed(0)
+    ctx, predictor = job(steps=40)
+    goal = 0.5 * DENSE_MS
+    fitted = get_strategy("hiap").fit(ctx, goal)
+    late = [row for row in fitted.curve if row["step"] >= 30]
+    assert all(row["expected_ms"] == pytest.approx(row["hard_ms"]) for row in late)
+    assert late[-1]["hard_ms"] <= goal
+    assert not any("weakest gates closed" in n for n in fitted.notes)
+    assert predictor.predict(fitted.arch) == pytest.approx(late[-1]["hard_ms"], rel=0.02)
+
+
 def test_a_few_steps_do_not_collapse_the_network(job):
     """Four steps cannot train gates; the result must still be a network, under the goal."""
     ctx, predictor = job(steps=4)
