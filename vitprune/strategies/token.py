@@ -40,7 +40,7 @@ from vitprune.train import (
     save_checkpoint,
 )
 
-__all__ = ["TokenPruning", "keep_schedule", "with_tokens"]
+__all__ = ["TokenPruning", "keep_schedule", "scaled_to", "with_tokens"]
 
 MIN_RATIO = 0.5
 SEARCH_STEPS = 12
@@ -93,10 +93,14 @@ class TokenPruning(NetAdapt):
             soft = _learn_keep(ctx, spec.tokens, token_goal, learn, curve)
             learned = search.dense.model_copy(update={"tokens": soft.token_spec()})
             notes.append(f"keep ratios learned in {learn} steps: {_ratios(learned.tokens)}")
-            if search.predict_ms(learned) <= token_goal:
-                spec = learned
-            else:
-                notes.append("learned ratios were over the goal: binary-search schedule kept")
+            scaled = learned if search.predict_ms(learned) <= token_goal else None
+            if scaled is None:
+                scaled = scaled_to(search, learned, token_goal)
+                notes.append(
+                    "learned ratios were over the goal: "
+                    + ("scaled down together" if scaled else "binary-search schedule kept")
+                )
+            spec = scaled or spec
             model = soft.dense_model()
         notes.insert(0, f"token keep ratios {_ratios(spec.tokens)}")
         if search.predict_ms(spec) > goal_ms:
@@ -107,6 +111,26 @@ class TokenPruning(NetAdapt):
         if ctx.train is None:
             notes.append("no data set: token schedule only, no distillation")
         return Fitted(spec, gated.dense_model(), curve, notes)
+
+
+def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | None:
+    """`spec` with every keep fraction multiplied by the largest c in [MIN_RATIO, 1] that the
+    predictor puts under `goal_ms`: learned ratios a little over the goal keep the allocation
+    they learned between stages (the weights trained with it) instead of being thrown away.
+    None when even c = MIN_RATIO is over."""
+    assert spec.tokens is not None
+
+    def at(c: float) -> ArchSpec:
+        keep = {b: f * c for b, f in spec.tokens.keep.items()}
+        return spec.model_copy(update={"tokens": spec.tokens.model_copy(update={"keep": keep})})
+
+    if ctx.predict_ms(at(MIN_RATIO)) > goal_ms:
+        return None
+    lo, hi = MIN_RATIO, 1.0
+    for _ in range(SEARCH_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ctx.predict_ms(at(mid)) <= goal_ms else (lo, mid)
+    return at(lo)
 
 
 def _ratios(tokens: TokenSpec | None) -> dict[int, float]:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction
 from vitprune.strategies import get_strategy
-from vitprune.strategies.token import keep_schedule, with_tokens
+from vitprune.strategies.token import MIN_RATIO, keep_schedule, scaled_to, with_tokens
 
 
 def test_schedule_is_the_mildest_under_the_goal(job):
@@ -68,3 +68,25 @@ def test_below_the_token_floor_the_learned_ratios_are_kept_and_widths_take_the_r
     )
     assert predictor.predict(fitted.arch) <= goal
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
+
+
+def test_learned_ratios_over_the_goal_are_scaled_down_together(job):
+    """Over the goal by a little, learned ratios keep their shape (what the weights trained
+    with); no scaling down to MIN_RATIO reaches a goal far below: None."""
+    ctx, predictor = job()
+    search = ctx.search
+    learned = search.dense.model_copy(
+        update={
+            "tokens": keep_schedule(12, 0.8).model_copy(update={"keep": {3: 0.9, 6: 0.5, 9: 0.45}})
+        }
+    )
+    goal = 0.97 * predictor.predict(learned)
+    scaled = scaled_to(search, learned, goal)
+    assert scaled is not None and predictor.predict(scaled) <= goal
+    c = scaled.tokens.keep[3] / 0.9
+    assert MIN_RATIO <= c < 1
+    assert scaled.tokens.keep == pytest.approx({3: 0.9 * c, 6: 0.5 * c, 9: 0.45 * c})
+    wider = {b: f * (c + 1e-3) / c for b, f in scaled.tokens.keep.items()}
+    over = scaled.model_copy(update={"tokens": scaled.tokens.model_copy(update={"keep": wider})})
+    assert predictor.predict(over) > goal, "the largest such scale, not any"
+    assert scaled_to(search, learned, 0.2 * DENSE_MS) is None
