@@ -386,6 +386,7 @@ class Pipeline:
             expected_ms=expected_ms_fn(self.predictor),
             progress=lambda f, **kw: self.report("fit", 0.25 + 0.15 * f, **kw),
             checkpoints=self.work,
+            measure=self._measure_for_fit,
         )
         fitted = self.strategy.fit(tctx, self.target)
         if fitted is None:
@@ -403,6 +404,15 @@ class Pipeline:
         self._save_state(fit=self.fit_report)
         self._timed("fit", t0)
         return fitted.arch
+
+    def _measure_for_fit(self, arch: ArchSpec) -> float:
+        """A training strategy's look at the device: time `arch` (latency does not depend on
+        the weights, so the dense ones serve), record the round and refit the predictor."""
+        result = self.measure(self.subnet(arch), arch, "fit", self.quick)
+        measured = self.record("fit", arch, self.target, result)
+        self.predictor.add(arch, measured)
+        self._save_state()
+        return measured
 
     def _use_weights(self, state: dict[str, torch.Tensor]) -> None:
         self.model = copy.deepcopy(self.teacher)

@@ -388,6 +388,12 @@ def test_each_strategy_fits_then_certifies(tmp_path, strategy, data, curve_key):
         assert fit["curve"] == []
     else:
         assert fit["curve"] and curve_key in fit["curve"][-1] and "fit" in phases
+    timed = [r for r in report["rounds"] if r["kind"] == "fit"]
+    if strategy.startswith("hiap"):  # the gates' hard network, timed during training
+        assert len(timed) == 2 and all(r["measured_ms"] > 0 for r in timed)
+        assert len(report["predictor"]["points"]) >= 2 + len(timed)
+    else:
+        assert timed == []
 
 
 def test_a_resumed_job_reuses_the_fitted_weights(tmp_path, monkeypatch):

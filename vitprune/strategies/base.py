@@ -62,6 +62,10 @@ class TrainContext:
     # where training loops keep checkpoints (the job's work dir), so a worker killed mid-fit
     # resumes at its last tenth instead of step 0; None: no checkpoints
     checkpoints: Path | None = None
+    # times a hard spec on the target device now (the job's quick protocol) and refits the
+    # predictor on it, so `expected_ms` is corrected for the kind of network the training is
+    # converging to; returns the measured ms. None: no device in reach (dry runs, unit tests)
+    measure: Callable[[ArchSpec], float] | None = None
 
     def checkpoint(self, name: str) -> Path | None:
         return None if self.checkpoints is None else self.checkpoints / f"fit-{name}.pt"

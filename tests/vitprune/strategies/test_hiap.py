@@ -3,6 +3,8 @@ pulls the expected latency down, and the returned weights are the ones the hard 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -65,6 +67,35 @@ def test_the_hard_network_is_held_to_the_goal_in_the_straight_through_phase(job)
     assert late[-1]["hard_ms"] <= goal
     assert not any("weakest gates closed" in n for n in fitted.notes)
     assert predictor.predict(fitted.arch) == pytest.approx(late[-1]["hard_ms"], rel=0.02)
+
+
+def test_timing_the_hard_network_on_the_device_corrects_the_latency_term(job):
+    """A device 25% faster than the predictor thinks: once the hard network has been timed
+    (and the predictor refitted on it), training keeps more of the network than it would have
+    without looking."""
+    torch.manual_seed(0)
+    blind_ctx, _ = job(steps=30)
+    goal = 0.5 * DENSE_MS
+    blind = get_strategy("hiap").fit(blind_ctx, goal)
+
+    torch.manual_seed(0)
+    ctx, predictor = job(steps=30)
+    device = copy.deepcopy(predictor)  # what the device really reads: 0.75 x the prediction
+    timed = []
+
+    def measure(spec):
+        ms = 0.75 * device.predict(spec)
+        timed.append(ms)
+        predictor.add(spec, ms)
+        return ms
+
+    ctx.measure = measure
+    seeing = get_strategy("hiap").fit(ctx, goal)
+    assert len(timed) == 3
+    assert sum("timed on the device" in n for n in seeing.notes) == 3
+    assert device.predict(seeing.arch) > device.predict(blind.arch) * 1.05, "kept more"
+    # by the refitted predictor, what it delivers is under the goal and nearer to it
+    assert predictor.predict(blind.arch) < predictor.predict(seeing.arch) <= goal
 
 
 def test_a_few_steps_do_not_collapse_the_network(job):
