@@ -374,6 +374,7 @@ def main() -> int:
     dense_ms = body["dense"]["p90_ms"]
     print(f"teacher top-1 {teacher['top1']:.4f}, dense p90 {dense_ms:.3f} ms", file=sys.stderr)
     done = {(r["budget_fraction"], r["strategy"]) for r in body["rows"]}
+    commit = _commit()  # the code this process loaded
     for fraction in args.budgets:
         budget = fraction * dense_ms
         for method in args.methods:
@@ -386,6 +387,7 @@ def main() -> int:
                     row = run_strategy(method, budget, args, data, ckpt, work)
             except Exception as exc:  # one method failing must not lose the other rows
                 row = {"strategy": method, "state": f"error: {type(exc).__name__}: {exc}"}
+            row["commit"] = commit
             body["rows"].append({"budget_fraction": fraction, "budget_ms": budget, **row})
             body["seconds"] = round(sum(r.get("seconds", 0) for r in body["rows"]), 1)
             _save(out, body)
@@ -405,6 +407,14 @@ def _cpu() -> str:
     from device_agents.fingerprint import cpu_model
 
     return cpu_model()
+
+
+def _commit() -> str:
+    """The code a run loaded (rows of one file may span commits when a run is resumed)."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True, text=True)
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def _save(path: Path, body: dict) -> None:
