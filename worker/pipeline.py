@@ -407,8 +407,15 @@ class Pipeline:
 
     def _measure_for_fit(self, arch: ArchSpec) -> float:
         """A training strategy's look at the device: time `arch` (latency does not depend on
-        the weights, so the dense ones serve), record the round and refit the predictor."""
-        result = self.measure(self.subnet(arch), arch, "fit", self.quick)
+        the weights, so the dense ones serve), record the round and refit the predictor.
+
+        Timed twice, the lower kept: between training steps the host is still busy (the data
+        loader's workers decode the next batches), and load only adds time. One such reading
+        in the benchmark was 4.44 ms where the next, of a near-identical network, was 2.36."""
+        model = self.subnet(arch)
+        first = self.measure(model, arch, "fit", self.quick)
+        second = self.settled(self.last_export, self.quick)
+        result = min(first, second, key=self.pick)
         measured = self.record("fit", arch, self.target, result)
         self.predictor.add(arch, measured)
         self._save_state()

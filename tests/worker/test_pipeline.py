@@ -40,8 +40,10 @@ class SizeMeasurer:
         quick_bias: float = 1.0,
         candidate_spikes: list[float] | None = None,
         reference_bias: list[float] | None = None,
+        fit_spikes: list[float] | None = None,
     ) -> None:
         self.quick_bias = quick_bias
+        self.fit_spikes = list(fit_spikes or [])  # factors for the next in-training readings
         self.candidate_spikes = list(candidate_spikes or [])  # factors for the next candidates
         self.reference: int | None = None
         self.calls: list[tuple[str, MeasureProtocol]] = []
@@ -62,6 +64,8 @@ class SizeMeasurer:
             ms *= self.reference_bias.pop(0)
         if "cand" in path.name and self.candidate_spikes:
             ms *= self.candidate_spikes.pop(0)
+        if "fit" in path.name and self.fit_spikes:
+            ms *= self.fit_spikes.pop(0)
         stable = True
         if certify and self.unstable:
             self.unstable -= 1
@@ -394,6 +398,28 @@ def test_each_strategy_fits_then_certifies(tmp_path, strategy, data, curve_key):
         assert len(report["predictor"]["points"]) >= 2 + len(timed)
     else:
         assert timed == []
+
+
+def test_an_in_training_timing_keeps_the_lower_of_two_readings(tmp_path):
+    """Between training steps the host is still busy; a reading that load inflated must not
+    teach the predictor that the network is slow."""
+    spec = JobCreate(
+        model=MODEL,
+        img_size=32,
+        num_classes=2,
+        budget_fraction=0.6,
+        strategy="hiap",
+        dataset=str(_tiny_zip(tmp_path / "d.zip")),
+        finetune_steps=4,
+        batch_size=4,
+        eval_per_class=4,
+    )
+    measurer = SizeMeasurer(fit_spikes=[3.0, 1.0, 1.0, 3.0])  # first, then second reading
+    result, _, _ = _run(tmp_path, spec, measurer)
+    timed = [r for r in result.report["rounds"] if r["kind"] == "fit"]
+    fit_calls = [name for name, _ in measurer.calls if "fit" in name]
+    assert len(timed) == 2 and len(fit_calls) == 4 and fit_calls[0] == fit_calls[1]
+    assert all(r["measured_ms"] < 10.0 for r in timed), "a spiked reading (x3) was kept"
 
 
 def test_a_resumed_job_reuses_the_fitted_weights(tmp_path, monkeypatch):
