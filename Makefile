@@ -29,7 +29,7 @@ tools:
 	  else echo "not root: install$$missing to run every test"; fi; fi
 
 test: setup tools
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=10
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not e2e"
