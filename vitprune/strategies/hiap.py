@@ -151,11 +151,13 @@ class HiAP(NetAdapt):
             curve = list(extra["curve"])
             notes.append(f"gate training resumed at step {start} of {steps} from its checkpoint")
         batches = forever(ctx.train)
-        due = {min(steps - 1, round(f * steps)) for f in sch.measure_at} if ctx.measure else set()
+        due = {min(steps - 1, round(f * steps)) for f in sch.measure_at}
         for step in range(start, steps):
             t = step / max(steps - 1, 1)
+            hard = gates_to_spec(gated, ctx.search.width_multiple)
             if step in due and ctx.measure is not None:
-                self._measure(gated, ctx.search, ctx.measure, step, notes)
+                self._measure(hard, ctx.search, ctx.measure, step, notes)
+            hard_ms = ctx.search.predict_ms(hard)  # after a timing: the refitted predictor
             for g in gated.gates():
                 g.tau = sch.tau(t)
             if t >= sch.straight_through_from:
@@ -167,7 +169,6 @@ class HiAP(NetAdapt):
                     teacher_logits = ctx.teacher(x).float()
                 task = distill_loss(gated(x).float(), y, teacher_logits, cfg)
             feas = feasibility(gated)
-            hard_ms = ctx.search.predict_ms(gates_to_spec(gated, ctx.search.width_multiple))
             expected = ctx.expected_ms(gated)
             if t >= sch.straight_through_from:
                 # the value is the hard network's, the gradient the expectation's: the goal
@@ -215,7 +216,7 @@ class HiAP(NetAdapt):
 
     @staticmethod
     def _measure(
-        gated: GatedViT,
+        spec: ArchSpec,
         search: SearchContext,
         measure: Callable[[ArchSpec], float],
         step: int,
@@ -226,7 +227,6 @@ class HiAP(NetAdapt):
         fitted on random sub-networks, can be 10-20% off for one family (a 32x32 DeiT-Tiny
         here: a HiAP fit predicted at 2.91 ms measured 2.47 ms, and the network delivered
         after give-back used 87% of the target)."""
-        spec = gates_to_spec(gated, search.width_multiple)
         predicted = search.predict_ms(spec)
         measured = measure(spec)
         notes.append(

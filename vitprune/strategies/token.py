@@ -19,6 +19,7 @@ widths shrink to the goal (NetAdapt on the token spec); the notes say so.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -65,13 +66,19 @@ def with_tokens(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec:
 
     if ctx.predict_ms(spec) <= goal_ms:
         return spec
+    return at(_largest(ctx, at, goal_ms) or MIN_RATIO)
+
+
+def _largest(ctx: SearchContext, at: Callable[[float], ArchSpec], goal_ms: float) -> float | None:
+    """The largest r in [MIN_RATIO, 1] (binary search) whose spec `at(r)` the predictor puts
+    under `goal_ms`; None when even MIN_RATIO is over."""
     lo, hi = MIN_RATIO, 1.0
     if ctx.predict_ms(at(lo)) > goal_ms:
-        return at(lo)
+        return None
     for _ in range(SEARCH_STEPS):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ctx.predict_ms(at(mid)) <= goal_ms else (lo, mid)
-    return at(lo)
+    return lo
 
 
 @register_strategy("token")
@@ -93,14 +100,15 @@ class TokenPruning(NetAdapt):
             soft = _learn_keep(ctx, spec.tokens, token_goal, learn, curve)
             learned = search.dense.model_copy(update={"tokens": soft.token_spec()})
             notes.append(f"keep ratios learned in {learn} steps: {_ratios(learned.tokens)}")
-            scaled = learned if search.predict_ms(learned) <= token_goal else None
-            if scaled is None:
+            if search.predict_ms(learned) <= token_goal:
+                spec = learned
+            else:
                 scaled = scaled_to(search, learned, token_goal)
                 notes.append(
                     "learned ratios were over the goal: "
                     + ("scaled down together" if scaled else "binary-search schedule kept")
                 )
-            spec = scaled or spec
+                spec = scaled or spec
             model = soft.dense_model()
         notes.insert(0, f"token keep ratios {_ratios(spec.tokens)}")
         if search.predict_ms(spec) > goal_ms:
@@ -124,13 +132,8 @@ def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | 
         keep = {b: f * c for b, f in spec.tokens.keep.items()}
         return spec.model_copy(update={"tokens": spec.tokens.model_copy(update={"keep": keep})})
 
-    if ctx.predict_ms(at(MIN_RATIO)) > goal_ms:
-        return None
-    lo, hi = MIN_RATIO, 1.0
-    for _ in range(SEARCH_STEPS):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ctx.predict_ms(at(mid)) <= goal_ms else (lo, mid)
-    return at(lo)
+    c = _largest(ctx, at, goal_ms)
+    return None if c is None else at(c)
 
 
 def _ratios(tokens: TokenSpec | None) -> dict[int, float]:
