@@ -26,6 +26,7 @@ RatioPair = tuple[int, int]  # (qk and v dims per head, MLP neurons per block)
 
 
 def uniform_spec(dense: ArchSpec, dims: int, hidden: int) -> ArchSpec:
+    """`dense` (its token plan too) with every block at `dims` per head and `hidden` neurons."""
     blocks = [
         b.model_copy(update={"qk_dim": dims, "v_dim": dims, "mlp_hidden": hidden})
         for b in dense.blocks
@@ -43,20 +44,24 @@ def _kept_share(scores: Sequence[Sequence[float]], width: int) -> float:
     return sum(sum(s[:width]) for s in scores) / max(sum(sum(s) for s in scores), 1e-12)
 
 
-def best_ratios(ctx: SearchContext, goal_ms: float) -> RatioPair | None:
+def best_ratios(
+    ctx: SearchContext, goal_ms: float, base: ArchSpec | None = None
+) -> RatioPair | None:
     """The (dims, hidden) pair under `goal_ms` keeping the most importance; None when no pair
-    on the grid meets it."""
+    on the grid meets it. `base` (default: the dense spec) is a dense-width spec whose token
+    plan the pairs are priced with."""
+    base = ctx.dense if base is None else base
     info = ctx.dense.info
     dims_grid = _grid(info.head_dim, ctx.width_multiple, 1)
     hidden_grid = _grid(info.mlp_hidden, ctx.width_multiple, ctx.min_mlp_hidden)
     best: tuple[float, RatioPair] | None = None
     for dims in dims_grid:
-        if ctx.predict_ms(uniform_spec(ctx.dense, dims, hidden_grid[0])) > goal_ms:
+        if ctx.predict_ms(uniform_spec(base, dims, hidden_grid[0])) > goal_ms:
             continue
         lo, hi = 0, len(hidden_grid) - 1  # invariant: hidden_grid[lo] meets the goal
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if ctx.predict_ms(uniform_spec(ctx.dense, dims, hidden_grid[mid])) <= goal_ms:
+            if ctx.predict_ms(uniform_spec(base, dims, hidden_grid[mid])) <= goal_ms:
                 lo = mid
             else:
                 hi = mid - 1
