@@ -22,6 +22,7 @@ Results and conditions: bench/README.md, section "Accuracy at budget".
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -47,21 +48,40 @@ from budgetprune.signing import CertificateSigner  # noqa: E402
 from vitprune.data import balanced_subset, loader, open_split  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
 from vitprune.models import create_model  # noqa: E402
-from vitprune.strategies import SearchContext, register_strategy  # noqa: E402
+from vitprune.strategies import (  # noqa: E402
+    Fitted,
+    SearchContext,
+    TrainContext,
+    register_strategy,
+)
 from vitprune.strategies.ratio_search import RatioPair, RatioSearch, uniform_spec  # noqa: E402
+from vitprune.strategies.token import TokenPruning  # noqa: E402
 from vitprune.train import TrainConfig, evaluate, finetune  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 from worker.pipeline import run_pipeline  # noqa: E402
 
 MODEL = "deit_tiny_patch4_32"
-STRATEGIES = ("netadapt", "hiap", "hiap_token", "token", "toast", "ratio_search", "uniform")
+STRATEGIES = (
+    "netadapt",
+    "hiap",
+    "hiap_token",
+    "token",
+    "toast",
+    "ratio_search",
+    "uniform",
+    "uniform_1x",
+    "token_s25",
+    "token_s50",
+)
 
 
 @register_strategy("uniform")
 class Uniform(RatioSearch):
     """Baseline: the same keep ratio for attention dims and FFN neurons (benchmark only)."""
 
-    def pair_for(self, ctx: SearchContext, goal_ms: float) -> RatioPair | None:
+    judges = False
+
+    def pair_for(self, ctx: SearchContext, goal_ms: float, judge=None) -> RatioPair | None:
         info = ctx.dense.info
         m = ctx.width_multiple
 
@@ -77,6 +97,38 @@ class Uniform(RatioSearch):
             ok = ctx.predict_ms(uniform_spec(ctx.dense, *pair(mid))) <= goal_ms
             lo, hi = (mid, hi) if ok else (lo, mid)
         return pair(lo)
+
+
+@register_strategy("uniform_1x")
+class UniformOnce(Uniform):
+    """Baseline at the fine-tuning budget of the strategies that do not train before the
+    certification loop (netadapt, toast): the uniform spec cut at once, then only the job's
+    final fine-tuning (benchmark only)."""
+
+    def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
+        search = ctx.search
+        pair = self.pair_for(search, goal_ms)
+        spec = (
+            uniform_spec(search.dense, *pair)
+            if pair is not None
+            else self.propose(search, search.dense, goal_ms)
+        )
+        return Fitted(spec, copy.deepcopy(ctx.model), [], ["one uniform cut, no staged tuning"])
+
+
+@register_strategy("token_s25")
+class TokenQuarter(TokenPruning):
+    """`token` with tokens held to a quarter of the cut (benchmark only: how much should they
+    take?)."""
+
+    shares = (0.25,)
+
+
+@register_strategy("token_s50")
+class TokenHalf(TokenPruning):
+    """`token` with tokens held to half of the cut (benchmark only)."""
+
+    shares = (0.5,)
 
 
 def subset_zip(src: Path, dst: Path, train_per_class: int, val_per_class: int) -> Path:

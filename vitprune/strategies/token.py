@@ -19,6 +19,7 @@ floor) and the schedule alone is the result; the notes say what happened.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
@@ -30,7 +31,7 @@ from vitprune.strategies.base import Fitted, TrainContext, register_strategy
 from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.token_schedule import scaled_to
-from vitprune.strategies.token_split import Split, split_cut, widths_to
+from vitprune.strategies.token_split import SHARES, Split, split_cut, widths_to
 from vitprune.strategies.tune import tune_hard
 from vitprune.train import (
     TrainConfig,
@@ -53,9 +54,11 @@ class TokenPruning(NetAdapt):
     """Works without data (the schedule alone); with data the keep ratios are trained and the
     pruned network is distilled."""
 
+    shares: ClassVar[tuple[float, ...]] = SHARES  # of the cut tokens may take (token_split)
+
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search
-        chosen, tried = split_cut(ctx, goal_ms, self.propose)
+        chosen, tried = split_cut(ctx, goal_ms, self.propose, self.shares)
         notes = [_split_note(chosen, tried)] if len(tried) > 1 else []
         spec = chosen.spec
         curve: list[dict[str, object]] = []

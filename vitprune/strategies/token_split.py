@@ -7,29 +7,23 @@ with widths taking the rest, ended 3 points under width-only pruning. So each ca
 made into a whole sub-network: the mildest token schedule for its part of the cut, then widths
 for the rest by the ratio search's attention/FFN split (a greedy `shrink` where no uniform pair
 is fast enough). The candidate whose untrained sub-network stays closest to the teacher on a few
-calibration batches (KL of the outputs: the loss fine-tuning starts from) is kept.
+calibration batches (`strategies.proxy`) is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
-
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from budgetprune.schemas import ArchSpec
-from vitprune.gates import make_gated
 from vitprune.strategies.base import SearchContext, TrainContext
+from vitprune.strategies.proxy import calibration_batches, teacher_gap
 from vitprune.strategies.ratio_search import best_ratios, uniform_spec
 from vitprune.strategies.token_schedule import with_tokens
 
-__all__ = ["SHARES", "Split", "cut_with_share", "split_cut", "teacher_gap"]
+__all__ = ["SHARES", "Split", "cut_with_share", "split_cut", "widths_to"]
 
 SHARES = (0.25, 0.5, 0.75, 1.0)  # token pruning is asked for: it takes a quarter at least
-CALIBRATION_BATCHES = 4
 
 Shrink = Callable[[SearchContext, ArchSpec, float], ArchSpec]
 
@@ -57,43 +51,22 @@ def widths_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float, shrink: Shrink
     return uniform_spec(spec, *pair) if pair is not None else shrink(ctx, spec, goal_ms)
 
 
-@torch.no_grad()
-def teacher_gap(
-    model: nn.Module,
-    dense: ArchSpec,
-    spec: ArchSpec,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-) -> float:
-    """Mean KL(teacher || sub-network) of the untrained `spec` cut from `model`, over `batches`
-    of (images, teacher logits)."""
-    gated = make_gated(model, dense, tokens=spec.tokens)
-    gated.apply_spec(spec)
-    gated.eval()
-    gaps = [
-        F.kl_div(
-            F.log_softmax(gated(x).float(), -1), F.softmax(t, -1), reduction="batchmean"
-        ).item()
-        for x, t in batches
-    ]
-    return sum(gaps) / len(gaps)
-
-
-def split_cut(ctx: TrainContext, goal_ms: float, shrink: Shrink) -> tuple[Split, list[Split]]:
-    """The share (of SHARES) whose sub-network starts closest to the teacher, and every
+def split_cut(
+    ctx: TrainContext, goal_ms: float, shrink: Shrink, shares: tuple[float, ...] = SHARES
+) -> tuple[Split, list[Split]]:
+    """The share (of `shares`) whose sub-network starts closest to the teacher, and every
     candidate tried. Shares that give the same spec are judged once."""
     search = ctx.search
     specs: dict[str, tuple[float, ArchSpec]] = {}
-    for share in SHARES:
+    for share in shares:
         spec = cut_with_share(search, goal_ms, share, shrink)
         specs.setdefault(spec.sha256(), (share, spec))
     if ctx.train is None or len(specs) == 1:
         tried = [Split(share, spec, float("nan")) for share, spec in specs.values()]
         return tried[-1], tried
-    ctx.teacher.eval()
-    with torch.no_grad():
-        batches = [(x, ctx.teacher(x).float()) for x, _y in islice(ctx.train, CALIBRATION_BATCHES)]
+    judged = calibration_batches(ctx)
     tried = [
-        Split(share, spec, teacher_gap(ctx.model, search.dense, spec, batches))
+        Split(share, spec, teacher_gap(ctx.model, search.dense, spec, judged))
         for share, spec in specs.values()
     ]
     return min(tried, key=lambda s: s.gap), tried

@@ -8,7 +8,8 @@ import pytest
 
 from tests.vitprune.strategies.conftest import DENSE_MS, batches
 from vitprune.strategies import get_strategy
-from vitprune.strategies.token_split import SHARES, cut_with_share, split_cut, teacher_gap
+from vitprune.strategies.proxy import teacher_gap
+from vitprune.strategies.token_split import SHARES, cut_with_share, split_cut
 
 
 def _shrink():
