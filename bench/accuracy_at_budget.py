@@ -55,7 +55,6 @@ from vitprune.strategies import (  # noqa: E402
     register_strategy,
 )
 from vitprune.strategies.ratio_search import RatioPair, RatioSearch, uniform_spec  # noqa: E402
-from vitprune.strategies.token import TokenPruning  # noqa: E402
 from vitprune.train import TrainConfig, evaluate, finetune  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 from worker.pipeline import run_pipeline  # noqa: E402
@@ -70,8 +69,6 @@ STRATEGIES = (
     "ratio_search",
     "uniform",
     "uniform_1x",
-    "token_s25",
-    "token_s50",
 )
 
 
@@ -114,21 +111,6 @@ class UniformOnce(Uniform):
             else self.propose(search, search.dense, goal_ms)
         )
         return Fitted(spec, copy.deepcopy(ctx.model), [], ["one uniform cut, no staged tuning"])
-
-
-@register_strategy("token_s25")
-class TokenQuarter(TokenPruning):
-    """`token` with tokens held to a quarter of the cut (benchmark only: how much should they
-    take?)."""
-
-    shares = (0.25,)
-
-
-@register_strategy("token_s50")
-class TokenHalf(TokenPruning):
-    """`token` with tokens held to half of the cut (benchmark only)."""
-
-    shares = (0.5,)
 
 
 def subset_zip(src: Path, dst: Path, train_per_class: int, val_per_class: int) -> Path:

@@ -31,7 +31,7 @@ from vitprune.strategies.base import Fitted, SearchContext, TrainContext, regist
 from vitprune.strategies.finish import respect_limits, under_goal
 from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
-from vitprune.strategies.token_split import split_cut
+from vitprune.strategies.token import with_tokens
 from vitprune.train import (
     TrainConfig,
     checkpoint_due,
@@ -91,7 +91,7 @@ class HiAP(NetAdapt):
     certification loop is NetAdapt on the trained weights."""
 
     needs_data = True
-    prunes_tokens: ClassVar[bool] = False  # on a token schedule chosen on data (token_split)
+    token_share: ClassVar[float] = 0.0  # share of the latency cut given to token pruning
     schedule: ClassVar[HiapSchedule] = HiapSchedule()
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
@@ -100,15 +100,11 @@ class HiAP(NetAdapt):
         search, sch = ctx.search, self.schedule
         notes: list[str] = []
         tokens = None
-        if self.prunes_tokens:
-            chosen, tried = split_cut(ctx, goal_ms, self.propose)
-            tokens = chosen.spec.tokens
-            notes.append(
-                f"token keep ratios {tokens.keep if tokens else {}}: {chosen.share:.0%} of the "
-                "cut, the share whose sub-network started closest to the teacher (KL "
-                + ", ".join(f"{s.share:.2f}: {s.gap:.3f}" for s in tried)
-                + "); gates take the rest"
-            )
+        if self.token_share:
+            dense_ms = search.predict_ms(search.dense)
+            token_goal = dense_ms - self.token_share * (dense_ms - goal_ms)
+            tokens = with_tokens(search, search.dense, token_goal).tokens
+            notes.append(f"token keep ratios {tokens.keep if tokens else {}}")
         gated = make_gated(ctx.model, search.dense, tokens=tokens, init_logit=sch.init_logit)
         curve = self._train(gated, ctx, goal_ms * (1 - sch.goal_slack), notes)
         gated.eval()
@@ -241,7 +237,6 @@ class HiAP(NetAdapt):
 
 @register_strategy("hiap_token")
 class HiapToken(HiAP):
-    """HiAP on top of a token schedule; the gates start from the whole network and take the
-    rest of the cut."""
+    """HiAP on top of a token schedule that takes half the latency cut; gates take the rest."""
 
-    prunes_tokens = True
+    token_share = 0.5

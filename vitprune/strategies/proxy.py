@@ -2,8 +2,8 @@
 to the teacher's on a few calibration batches, the loss its fine-tuning starts from.
 
 Magnitude scores rank units inside one kind (neurons against neurons); they cannot say whether a
-cut is better spent on tokens, attention dims or FFN neurons. Running the candidates on real
-images can, for a few forward passes each.
+cut is better spent on attention dims or on FFN neurons. Running the candidates on real images
+can, for a few forward passes each.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from budgetprune.schemas import ArchSpec
-from vitprune.gates import GatedViT, make_gated
+from vitprune.gates import GatedViT
 from vitprune.strategies.base import TrainContext
 
-__all__ = ["CALIBRATION_BATCHES", "Judged", "calibration_batches", "gated_gap", "teacher_gap"]
+__all__ = ["CALIBRATION_BATCHES", "Judged", "calibration_batches", "gated_gap"]
 
 CALIBRATION_BATCHES = 4
 
@@ -49,8 +49,3 @@ def gated_gap(gated: GatedViT, spec: ArchSpec, judged: Judged) -> float:
     ]
     gated.train(was_training)
     return sum(gaps) / len(gaps)
-
-
-def teacher_gap(model: torch.nn.Module, dense: ArchSpec, spec: ArchSpec, judged: Judged) -> float:
-    """`gated_gap` of `spec` cut from the dense `model` (which is not modified)."""
-    return gated_gap(make_gated(model, dense, tokens=spec.tokens), spec, judged)

@@ -32,7 +32,6 @@ Judge = Callable[[ArchSpec], float]  # a candidate's distance from the teacher; 
 
 
 def uniform_spec(dense: ArchSpec, dims: int, hidden: int) -> ArchSpec:
-    """`dense` (its token plan too) with every block at `dims` per head and `hidden` neurons."""
     blocks = [
         b.model_copy(update={"qk_dim": dims, "v_dim": dims, "mlp_hidden": hidden})
         for b in dense.blocks
@@ -50,24 +49,20 @@ def _kept_share(scores: Sequence[Sequence[float]], width: int) -> float:
     return sum(sum(s[:width]) for s in scores) / max(sum(sum(s) for s in scores), 1e-12)
 
 
-def ratio_candidates(
-    ctx: SearchContext, goal_ms: float, base: ArchSpec | None = None
-) -> list[tuple[float, RatioPair]]:
+def ratio_candidates(ctx: SearchContext, goal_ms: float) -> list[tuple[float, RatioPair]]:
     """For each attention width on the grid that can meet `goal_ms`, the widest FFN that does,
-    with the share of importance the pair keeps. `base` (default: the dense spec) is a
-    dense-width spec whose token plan the pairs are priced with."""
-    base = ctx.dense if base is None else base
+    with the share of importance the pair keeps."""
     info = ctx.dense.info
     dims_grid = _grid(info.head_dim, ctx.width_multiple, 1)
     hidden_grid = _grid(info.mlp_hidden, ctx.width_multiple, ctx.min_mlp_hidden)
     out = []
     for dims in dims_grid:
-        if ctx.predict_ms(uniform_spec(base, dims, hidden_grid[0])) > goal_ms:
+        if ctx.predict_ms(uniform_spec(ctx.dense, dims, hidden_grid[0])) > goal_ms:
             continue
         lo, hi = 0, len(hidden_grid) - 1  # invariant: hidden_grid[lo] meets the goal
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if ctx.predict_ms(uniform_spec(base, dims, hidden_grid[mid])) <= goal_ms:
+            if ctx.predict_ms(uniform_spec(ctx.dense, dims, hidden_grid[mid])) <= goal_ms:
                 lo = mid
             else:
                 hi = mid - 1
@@ -77,12 +72,10 @@ def ratio_candidates(
     return out
 
 
-def best_ratios(
-    ctx: SearchContext, goal_ms: float, base: ArchSpec | None = None
-) -> RatioPair | None:
+def best_ratios(ctx: SearchContext, goal_ms: float) -> RatioPair | None:
     """The pair of `ratio_candidates` keeping the most importance; None when no pair on the
     grid meets the goal."""
-    candidates = ratio_candidates(ctx, goal_ms, base)
+    candidates = ratio_candidates(ctx, goal_ms)
     return max(candidates)[1] if candidates else None
 
 

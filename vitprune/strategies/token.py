@@ -1,37 +1,36 @@
 """Computation-aware soft token pruning (SPViT family): keep ratios trained against the latency
 predictor, dropped tokens merged into a package token, then distillation.
 
-Stages sit at a quarter, half and three quarters of the depth (`strategies.token_schedule`).
-How much of the latency cut tokens take is chosen on data (`strategies.token_split`): a quarter,
-half, three quarters or all of it, each made into a whole sub-network (widths take the rest by
-the ratio search's attention/FFN split), and the one that starts closest to the teacher wins.
+Stages sit at a quarter, half and three quarters of the depth. The schedule starts as r, r^2,
+r^3 of the patches with r the largest value (binary search) whose predicted latency meets the
+goal; with a lookup-table predictor that is the device's own cost of fewer tokens.
 
 With data and steps, the first LEARN_SHARE of the steps then train each stage's keep fraction by
 gradient (`vitprune.soft_tokens`): distillation loss plus the latency Lagrangian
-(`strategies.lagrangian`) on E[ms], the predictor's expected latency at the soft token counts,
-held to the tokens' part of the cut (dense widths). So a stage whose tokens matter keeps more of
-them and another pays for it, at the same predicted latency. Widths are then narrowed for the
-rest of the cut and the rest of the steps distil the hard, extracted form. Without data the
-tokens take the whole cut (the mildest schedule that meets it, widths only past the schedule's
-floor) and the schedule alone is the result; the notes say what happened.
+(`strategies.lagrangian`) on E[ms], the predictor's expected latency at the soft token counts.
+So a stage whose tokens matter keeps more of them and another pays for it, at the same
+predicted latency. The rest of the steps distil the hard, extracted form. Without data the
+schedule alone is the result. When even the strongest schedule allowed (r = MIN_RATIO: an
+eighth of the patches left after the last stage; below that each stage throws away most of
+what carries the class) is too slow, the keep ratios are learned at that schedule's latency and
+widths shrink to the goal (NetAdapt on the token spec); the notes say so.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
 
 import torch
 
+from budgetprune.schemas import ArchSpec
 from budgetprune.schemas.arch import TokenSpec
 from vitprune.compute import autocast, placed
 from vitprune.gates import make_gated
 from vitprune.soft_tokens import SoftTokenViT
-from vitprune.strategies.base import Fitted, TrainContext, register_strategy
+from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
-from vitprune.strategies.token_schedule import scaled_to
-from vitprune.strategies.token_split import SHARES, Split, split_cut, widths_to
 from vitprune.strategies.tune import tune_hard
 from vitprune.train import (
     TrainConfig,
@@ -42,11 +41,44 @@ from vitprune.train import (
     save_checkpoint,
 )
 
-__all__ = ["TokenPruning"]
+__all__ = ["TokenPruning", "keep_schedule", "scaled_to", "with_tokens"]
 
+MIN_RATIO = 0.5
+SEARCH_STEPS = 12
 LEARN_SHARE = 0.6  # of a job's steps spent learning keep ratios; the rest distil the hard form
 KEEP_LR = 0.05  # Adam on the keep logits: a share moves ~0.01 per step
 GOAL_SLACK = 0.02  # aim this far under the goal, so rounding to whole tokens rarely crosses it
+
+
+def keep_schedule(depth: int, ratio: float) -> TokenSpec:
+    """Keep ratios r, r^2, r^3 (of the patch count) from a quarter, half, three quarters deep."""
+    blocks = [depth // 4, depth // 2, 3 * depth // 4]
+    return TokenSpec(keep={b: ratio ** (i + 1) for i, b in enumerate(blocks)})
+
+
+def with_tokens(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec:
+    """`spec` with the mildest token schedule the predictor puts under `goal_ms` (the strongest
+    allowed one when none is)."""
+    depth = len(spec.blocks)
+
+    def at(r: float) -> ArchSpec:
+        return spec.model_copy(update={"tokens": keep_schedule(depth, r)})
+
+    if ctx.predict_ms(spec) <= goal_ms:
+        return spec
+    return at(_largest(ctx, at, goal_ms) or MIN_RATIO)
+
+
+def _largest(ctx: SearchContext, at: Callable[[float], ArchSpec], goal_ms: float) -> float | None:
+    """The largest r in [MIN_RATIO, 1] (binary search) whose spec `at(r)` the predictor puts
+    under `goal_ms`; None when even MIN_RATIO is over."""
+    lo, hi = MIN_RATIO, 1.0
+    if ctx.predict_ms(at(lo)) > goal_ms:
+        return None
+    for _ in range(SEARCH_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ctx.predict_ms(at(mid)) <= goal_ms else (lo, mid)
+    return lo
 
 
 @register_strategy("token")
@@ -54,36 +86,34 @@ class TokenPruning(NetAdapt):
     """Works without data (the schedule alone); with data the keep ratios are trained and the
     pruned network is distilled."""
 
-    shares: ClassVar[tuple[float, ...]] = SHARES  # of the cut tokens may take (token_split)
-
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search
-        chosen, tried = split_cut(ctx, goal_ms, self.propose, self.shares)
-        notes = [_split_note(chosen, tried)] if len(tried) > 1 else []
-        spec = chosen.spec
+        spec = with_tokens(search, search.dense, goal_ms)
+        notes: list[str] = []
         curve: list[dict[str, object]] = []
         model = ctx.model
         learn = int(ctx.steps * LEARN_SHARE) if ctx.train is not None else 0
         if learn > 0 and spec.tokens is not None:
-            # Learn where the tokens go at the tokens' part of the cut (dense widths), then
-            # let widths take the rest.
-            token_plan = search.dense.model_copy(update={"tokens": spec.tokens})
-            token_goal = search.predict_ms(token_plan)
+            # At the schedule's floor tokens alone cannot reach the goal: learn where the
+            # tokens go at the floor's latency, and let widths take the rest below.
+            token_goal = max(goal_ms, search.predict_ms(spec))
             soft = _learn_keep(ctx, spec.tokens, token_goal, learn, curve)
             learned = search.dense.model_copy(update={"tokens": soft.token_spec()})
             notes.append(f"keep ratios learned in {learn} steps: {_ratios(learned.tokens)}")
-            if search.predict_ms(learned) > token_goal:
+            if search.predict_ms(learned) <= token_goal:
+                spec = learned
+            else:
                 scaled = scaled_to(search, learned, token_goal)
                 notes.append(
                     "learned ratios were over the goal: "
                     + ("scaled down together" if scaled else "binary-search schedule kept")
                 )
-                learned = scaled or token_plan
-            spec = widths_to(search, learned, goal_ms, self.propose)
+                spec = scaled or spec
             model = soft.dense_model()
         notes.insert(0, f"token keep ratios {_ratios(spec.tokens)}")
-        if spec.blocks != search.dense.blocks:
-            notes.append("tokens did not take the whole cut: widths narrowed for the rest")
+        if search.predict_ms(spec) > goal_ms:
+            spec = self.propose(search, spec, goal_ms)
+            notes.append("tokens alone could not meet the goal: widths shrunk too (netadapt)")
         gated = make_gated(model, search.dense, tokens=spec.tokens)
         tune_hard(gated, spec, ctx, ctx.steps - learn, curve, "distill")
         if ctx.train is None:
@@ -91,12 +121,19 @@ class TokenPruning(NetAdapt):
         return Fitted(spec, gated.dense_model(), curve, notes)
 
 
-def _split_note(chosen: Split, tried: list[Split]) -> str:
-    gaps = ", ".join(f"{s.share:.2f}: {s.gap:.3f}" for s in tried)
-    return (
-        f"tokens take {chosen.share:.0%} of the cut: the candidate closest to the teacher before "
-        f"training (KL by token share: {gaps})"
-    )
+def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | None:
+    """`spec` with every keep fraction multiplied by the largest c in [MIN_RATIO, 1] that the
+    predictor puts under `goal_ms`: learned ratios a little over the goal keep the allocation
+    they learned between stages (the weights trained with it) instead of being thrown away.
+    None when even c = MIN_RATIO is over."""
+    assert spec.tokens is not None
+
+    def at(c: float) -> ArchSpec:
+        keep = {b: f * c for b, f in spec.tokens.keep.items()}
+        return spec.model_copy(update={"tokens": spec.tokens.model_copy(update={"keep": keep})})
+
+    c = _largest(ctx, at, goal_ms)
+    return None if c is None else at(c)
 
 
 def _ratios(tokens: TokenSpec | None) -> dict[int, float]:
