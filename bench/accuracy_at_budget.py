@@ -76,9 +76,7 @@ STRATEGIES = (
 class Uniform(RatioSearch):
     """Baseline: the same keep ratio for attention dims and FFN neurons (benchmark only)."""
 
-    judges = False
-
-    def pair_for(self, ctx: SearchContext, goal_ms: float, judge=None) -> RatioPair | None:
+    def pair_for(self, ctx: SearchContext, goal_ms: float) -> RatioPair | None:
         info = ctx.dense.info
         m = ctx.width_multiple
 
