@@ -6,10 +6,11 @@ worse of two repeats); each strategy then runs the whole job pipeline (the devic
 lookup table, built once through the same measurer; fit; measuring loop; certification on this
 CPU; distillation) at 70/50/35% of that p90, and the certified latency and top-1 after pruning
 are recorded. Baselines at the same fine-tuning budget: `uniform` (one keep ratio for attention
-dims and FFN neurons, same stages and fine-tuning as ratio_search) and Torch-Pruning's magnitude
-pruner, its channel ratio bisected on MEASURED latency to the same target the pipeline certifies
-at (budget less the 5% margin), then distilled for as many steps as a training strategy's
-delivered model saw (fit + recovery) and measured with the certification protocol.
+dims and FFN neurons, same stages and fine-tuning as ratio_search), `uniform_1x` (that cut made
+at once, then only the job's final fine-tuning: what netadapt and toast get) and Torch-Pruning's
+magnitude pruner, its channel ratio bisected on MEASURED latency to the same target the pipeline
+certifies at (budget less the 5% margin), then distilled for as many steps as a training
+strategy's delivered model saw (fit + recovery) and measured with the certification protocol.
 
 Rows are appended to --out as they finish; a rerun with the same --out skips the done ones.
 
