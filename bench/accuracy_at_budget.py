@@ -303,6 +303,7 @@ COLOURS = {
     "toast": "#2e7d32",
     "ratio_search": "#00838f",
     "uniform": "#616161",
+    "uniform_1x": "#9e9e9e",
     "torch_pruning": "#000000",
     "torch_pruning_1x": "#8d6e63",
 }
