@@ -435,9 +435,15 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
         "build_seconds": table.build_seconds,
         "measurements": table.measurements,
         "device": table.device.model_dump(mode="json"),
+        "drift_ratio": table.drift_ratio,
         "whole_models": checks,
     }
-    _emit(args, body, f"{path}: {table.measurements} graphs in {table.build_seconds:.0f} s")
+    _emit(
+        args,
+        body,
+        f"{path}: {table.measurements} graphs in {table.build_seconds:.0f} s; the device's "
+        f"speed moved {100 * (table.drift_ratio - 1):.1f}% during the build (corrected)",
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ The default grid took 129-179 s for deit_tiny and 395 s for deit_small at 224 (O
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 import time
@@ -32,6 +33,7 @@ from latency_tables.predictor import table_breakdown
 from latency_tables.schema import (
     AttentionGrid,
     Curve,
+    DriftReading,
     LatencyTable,
     MlpGrid,
     SelectorGrid,
@@ -47,6 +49,9 @@ from worker.measurers import Measurer
 __all__ = ["TableGrid", "build_table", "sample_level", "table_protocol", "smallest_spec"]
 
 Progress = Callable[[str], None]
+
+DRIFT_WINDOW = 5  # reference readings a speed estimate is the median of
+DRIFT_DEADBAND = 0.03  # speed changes smaller than this are taken as the reading's noise
 
 
 class TableGrid(BaseModel):
@@ -68,6 +73,9 @@ class TableGrid(BaseModel):
         8, ge=0, description="random sub-networks measured whole, spread over the keep levels"
     )
     width_multiple: int = Field(8, ge=1, description="of the random whole models' widths")
+    reference_every: int = Field(
+        16, ge=0, description="graphs between two timings of the reference graph (0: none)"
+    )
 
     def tokens(self, info: ModelInfo, img_size: int) -> list[int]:
         patches = info.num_patches(img_size)
@@ -123,7 +131,14 @@ def smallest_spec(model: str, img_size: int, num_classes: int) -> ArchSpec:
 
 
 class _Bench:
-    """Exports graphs and measures them through the measurer; one device for the whole table."""
+    """Exports graphs and measures them through the measurer; one device for the whole table.
+
+    A shared host's speed moves during a build (on a 2-vCPU VM, a whole slice of attention
+    entries read 19% slow in one build and not in the next, while whole models timed minutes
+    apart agreed within 0.5%: bench/README.md). So a fixed reference graph (one dense block)
+    is timed every `reference_every` graphs and before each whole model, and every timing is
+    divided by `speed`: the table is in the units of the device's speed at the start of its
+    build, whatever the host did in between."""
 
     def __init__(
         self,
@@ -133,6 +148,7 @@ class _Bench:
         work_dir: Path,
         dim: int,
         evict_bytes: int,
+        reference_every: int = 0,
     ) -> None:
         self.measurer = measurer
         self.protocol = protocol
@@ -140,20 +156,61 @@ class _Bench:
         self.work_dir = work_dir
         self.dim = dim
         self.evict_bytes = evict_bytes
+        self.reference_every = reference_every
+        self.reference: tuple[Path, list[int]] | None = None
+        self.drift: list[DriftReading] = []
         self.device: DeviceFingerprint | None = None
         self.count = 0
 
+    def set_reference(self, module: nn.Module, input_shape: list[int]) -> None:
+        if self.reference_every:
+            path = mb.export_graph(
+                self._evicting(module), self.work_dir / "reference.onnx", input_shape
+            )
+            self.reference = (path, input_shape)
+            self.read_reference()
+
+    def read_reference(self) -> None:
+        if self.reference is not None:
+            path, shape = self.reference
+            self.drift.append(DriftReading(after=self.count, ms=self._time(path, shape)))
+
+    @property
+    def speed(self) -> float:
+        """How much slower the device reads now than at the start of the build: the median of
+        the latest `DRIFT_WINDOW` readings over that of the first ones, 1.0 inside the dead
+        band. One reading of the reference scatters about 3% on a quiet host; scaling by it
+        would add that noise to every entry, while a slow stretch that lasts shows in the
+        median."""
+        ms = [r.ms for r in self.drift]
+        if len(ms) < 2:
+            return 1.0
+        ratio = float(np.median(ms[-DRIFT_WINDOW:]) / np.median(ms[:DRIFT_WINDOW]))
+        return ratio if abs(ratio - 1.0) > DRIFT_DEADBAND else 1.0
+
+    def _evicting(self, module: nn.Module) -> nn.Module:
+        return mb.Evicting(module, self.dim, self.evict_bytes) if self.evict_bytes else module
+
     def ms(self, module: nn.Module, input_shape: list[int], *, evict: bool = True) -> float:
-        if evict and self.evict_bytes:
-            module = mb.Evicting(module, self.dim, self.evict_bytes)
+        module = self._evicting(module) if evict else module
         path = mb.export_graph(module, self.work_dir / f"g{self.count}.onnx", input_shape)
         return self._measure(path, input_shape)
 
     def _measure(
         self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
     ) -> float:
-        result = self.measurer.measure(path, protocol or self.protocol, input_shape)
+        """One graph, in the units of the device's speed at the start of the build."""
+        if self.drift and self.count - self.drift[-1].after >= self.reference_every:
+            self.read_reference()
+        ms = self._time(path, input_shape, protocol)
         path.unlink(missing_ok=True)
+        self.count += 1
+        return ms / self.speed
+
+    def _time(
+        self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
+    ) -> float:
+        result = self.measurer.measure(path, protocol or self.protocol, input_shape)
         where = result.device.model_dump(exclude={"input_shape"})
         if self.device is None:
             self.device = result.device
@@ -162,7 +219,6 @@ class _Bench:
                 "the table's graphs were measured on different devices or settings: "
                 f"{self.device.model_dump()} then {result.device.model_dump()}"
             )
-        self.count += 1
         return float(getattr(result.stats, self.statistic))
 
     def whole(self, model: nn.Module, spec: ArchSpec, batch_size: int) -> float:
@@ -170,6 +226,7 @@ class _Bench:
         export_onnx(
             extract_subnet(model, spec), path, img_size=spec.img_size, batch_size=batch_size
         )
+        self.read_reference()  # a whole model is long and each one calibrates the line
         # whole models are timed like any other: at least 200 runs
         protocol = self.protocol.model_copy(
             update={
@@ -223,7 +280,10 @@ def build_table(
     depths = grid.stack_depths
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        bench = _Bench(measurer, protocol, statistic, Path(tmp), d, grid.evict_bytes)
+        bench = _Bench(
+            measurer, protocol, statistic, Path(tmp), d, grid.evict_bytes, grid.reference_every
+        )
+        bench.set_reference(mb.TokenStack([copy.deepcopy(block)]).eval(), [b, tokens[-1], d])
         overhead = [bench.ms(mb.overhead_graph(), [b, n, d]) for n in tokens]
         say(f"overhead: {dict(zip(tokens, overhead, strict=True))}")
 
@@ -353,6 +413,7 @@ def build_table(
             "measurements": bench.count,
             "build_seconds": time.monotonic() - started,
             "device": _device(bench),
+            "drift": bench.drift,
         }
     )
 

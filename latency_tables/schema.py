@@ -24,6 +24,7 @@ __all__ = [
     "MlpGrid",
     "SelectorGrid",
     "WholeModelPoint",
+    "DriftReading",
     "LatencyTable",
 ]
 
@@ -139,6 +140,15 @@ class WholeModelPoint(BaseModel):
     )
 
 
+class DriftReading(BaseModel):
+    """One timing of the build's reference graph, taken after `after` of the table's graphs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(ge=0)
+    ms: float = Field(gt=0)
+
+
 class LatencyTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -164,6 +174,19 @@ class LatencyTable(BaseModel):
     mlp: MlpGrid
     selector: SelectorGrid | None = None
     whole_models: list[WholeModelPoint] = Field(default_factory=list)
+    drift: list[DriftReading] = Field(
+        default_factory=list,
+        description="the reference graph, timed through the build; every value in the table "
+        "is divided by the device's speed these readings show (latency_tables/build.py; "
+        "empty: not corrected)",
+    )
+
+    @property
+    def drift_ratio(self) -> float:
+        """Slowest over fastest reading of the reference: how much the device's speed moved
+        while the table was measured (1.0: not tracked)."""
+        ms = [r.ms for r in self.drift]
+        return max(ms) / min(ms) if ms else 1.0
 
     @property
     def runtime(self) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from budgetprune.errors import MeasurementError
 from budgetprune.schemas import ArchSpec
+from device_agents.stats import latency_stats
 from latency_tables.build import build_table, smallest_spec
 from latency_tables.predictor import LutPredictor, table_breakdown
 from vitprune.sample import sample_arch
@@ -101,3 +105,55 @@ def test_calibration_samples_are_spread_over_the_keep_levels(macs_table):
     assert len(samples) == SMALL_GRID.whole_models
     neurons = [sum(b.mlp_hidden for b in p.arch.blocks) for p in samples]
     assert neurons == sorted(neurons)  # level i+1 keeps more than level i
+
+
+class _SlowsDown(MacsMeasurer):
+    """A host that turns 1.5x slower for good from its `at`-th measurement on, as a shared VM
+    does when a neighbour starts work."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def measure(self, onnx_path, protocol, input_shape):
+        result = super().measure(onnx_path, protocol, input_shape)
+        if self.calls <= self.at:
+            return result
+        slow = [result.stats.p50_ms * 1.5] * protocol.runs
+        return result.model_copy(update={"stats": latency_stats(slow, warmup=protocol.warmup)})
+
+
+def _values(table) -> list[float]:
+    a, m = table.attention, table.mlp
+    return [*np.ravel(a.qk_ms), *np.ravel(a.v_ms), *np.ravel(m.ms), table.fixed_ms] + [
+        p.measured_ms for p in table.whole_models
+    ]
+
+
+def test_a_host_that_slows_mid_build_leaves_the_table_unchanged(macs_table):
+    """Slow from the 30th graph on, the reference read every 2: the speed estimate follows
+    within a few readings, and the table reads (in its median entry) as if nothing happened."""
+    steady = np.array(_values(macs_table))
+    grid = SMALL_GRID.model_copy(update={"reference_every": 2})
+    table = build_table(TINY, 64, _SlowsDown(at=30), threads=1, grid=grid)
+    assert table.drift_ratio == pytest.approx(1.5)
+    assert table.drift[0].after == 0 and len(table.drift) > table.measurements / 2
+    error = np.abs(np.array(_values(table)) / steady - 1)
+    assert np.median(error) < 1e-9 and error[-len(table.whole_models) :].max() < 1e-9
+    # without the reference graph the same host skews every entry timed after the slowdown
+    uncorrected = grid.model_copy(update={"reference_every": 0})
+    table = build_table(TINY, 64, _SlowsDown(at=30), threads=1, grid=uncorrected)
+    assert table.drift == [] and table.drift_ratio == 1.0
+    assert np.median(np.abs(np.array(_values(table)) / steady - 1)) > 0.4
+
+
+def test_reference_noise_inside_the_dead_band_is_not_applied():
+    from latency_tables.build import _Bench
+    from latency_tables.schema import DriftReading
+
+    bench = _Bench(MacsMeasurer(), _protocol(), "p50_ms", Path("."), 192, 0, reference_every=4)
+    for i, ms in enumerate([1.0, 1.02, 0.98, 1.01, 0.99, 1.02, 0.97, 1.50]):
+        bench.drift.append(DriftReading(after=4 * i, ms=ms))
+    assert bench.speed == 1.0  # one slow reading: the median of the last five is 1.01
+    bench.drift += [DriftReading(after=40, ms=1.5), DriftReading(after=44, ms=1.5)]
+    assert bench.speed == pytest.approx(1.5)

@@ -46,6 +46,7 @@ def test_lut_build_measures_here_and_writes_the_table(tmp_path, capsys, monkeypa
     assert body["table"] == str(out) and body["measurements"] == table.measurements
     assert (table.model, table.img_size, table.device.cpu_model) == (TINY, 64, "fake-cpu")
     assert len(body["whole_models"]) == 2 + SMALL_GRID.whole_models
+    assert body["drift_ratio"] == table.drift_ratio == 1.0  # a device that never drifts
 
 
 def test_lut_predict_with_an_fpga_profile_says_it_is_not_measured(tmp_path, capsys):
