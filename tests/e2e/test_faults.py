@@ -17,8 +17,10 @@ from budgetprune.stack import Stack, free_port, stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
-# A loose budget: these tests are about faults, and a loaded CI machine reads noisy.
-SPEC = JobCreate(model="deit_tiny_patch16_224", img_size=64, budget_fraction=0.8)
+# A loose budget and no give-back rounds: these tests are about faults, not the search. At
+# 64x64 (17 tokens) per-op overhead is much of the time: at 0.8 one run of the restart test
+# ended infeasible, its candidates reading 1.6-1.7 ms against a 1.66 ms target on a busy host.
+SPEC = JobCreate(model="deit_tiny_patch16_224", img_size=64, budget_fraction=0.9, slack=0.9)
 
 
 def _stack(tmp_path_factory, name: str, **env: str) -> Stack:
@@ -124,7 +126,8 @@ def test_worker_killed_mid_training_on_redis_resumes_from_its_checkpoint(tmp_pat
 
 
 def test_agent_killed_mid_measurement_hands_the_task_to_another(tmp_path_factory):
-    with _stack(tmp_path_factory, "kill-agent", BUDGETPRUNE_LEASE_SECONDS="15") as stack:
+    # a short lease: the killed agent's task goes back that soon (heartbeats every third of it)
+    with _stack(tmp_path_factory, "kill-agent", BUDGETPRUNE_LEASE_SECONDS="6") as stack:
         token = stack.start_all()
         with Client(stack.url, token) as client:
             job = client.submit(SPEC)

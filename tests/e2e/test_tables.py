@@ -1,10 +1,12 @@
 """`latency_table: auto` through a real agent: the first job on a device builds its lookup
 table by sending the micro-benchmark graphs over the agent protocol, like any measurement, and
-files it under the device's fingerprint; the next job there reuses it."""
+files it under the device's fingerprint; the next job there finds it under the fingerprint the
+agent reports again (the pipeline's tests cover what a job does with a table it reuses)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -45,9 +47,15 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
             agent = client.devices().data[0]
             first = client.submit(spec)
             assert first.wait(timeout=240, poll_s=0.5).state == "succeeded", first.status.error
+            report = json.loads(client.artifact(first.id, "report.json"))
             second = client.submit(spec)
-            assert second.wait(timeout=240, poll_s=0.5).state == "succeeded", second.status.error
-            reports = [json.loads(client.artifact(j.id, "report.json")) for j in (first, second)]
+            # past the baseline, a job has its table: built, or found under the fingerprint
+            deadline = time.monotonic() + 120
+            while second.refresh().phase not in ("bounds", "search", "certify", "deliver"):
+                assert time.monotonic() < deadline, f"second job stuck in {second.status.phase}"
+                time.sleep(0.2)
+            events = client._request("GET", f"/v1/jobs/{second.id}/events").json()["data"]
+            client.cancel(second.id)
         store = Settings(data_dir=data.resolve(), agent_token=stack.agent_token).database_url
         with session_scope(store) as s:
             tasks = {
@@ -60,7 +68,7 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
     assert all(t.agent_id == agent.id and t.state == "done" for t in tasks[first.id])
     assert len(tasks[first.id]) >= table.measurements, "every graph went through the agent"
     assert len(tasks[second.id]) < table.measurements, "the second job did not rebuild it"
-    assert "table_s" in reports[0]["timings_s"] and "table_s" not in reports[1]["timings_s"]
-    for report in reports:
-        assert report["predictor"]["kind"] == "lookup-table"
-        assert report["predictor"]["device"]["agent_id"] == agent.id
+    assert "table" not in [e["phase"] for e in events], "the second job did not rebuild it"
+    assert "table_s" in report["timings_s"]
+    assert report["predictor"]["kind"] == "lookup-table"
+    assert report["predictor"]["device"]["agent_id"] == agent.id
