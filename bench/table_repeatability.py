@@ -35,11 +35,30 @@ VARIANTS = {"without_reference": 0, "with_reference": TableGrid().reference_ever
 
 
 def spread(a: list[float], b: list[float]) -> dict[str, float]:
-    d = np.abs(np.array(a) / np.array(b) - 1.0) * 100
+    """How far two builds' values differ, as is and once their common scale is divided out:
+    jobs rescale a table on the dense model they measure (the device's speed now), which
+    cancels a scale the whole table shares, but not an error in one slice of it."""
+    ratio = np.array(a) / np.array(b)
+    scale = float(np.median(ratio))
+    d, d_scaled = np.abs(ratio - 1.0) * 100, np.abs(ratio / scale - 1.0) * 100
     return {
         "median_pct": float(np.median(d)),
         "p95_pct": float(np.percentile(d, 95)),
         "max_pct": float(d.max()),
+        "scale": scale,
+        "median_pct_after_scale": float(np.median(d_scaled)),
+        "p95_pct_after_scale": float(np.percentile(d_scaled, 95)),
+        "max_pct_after_scale": float(d_scaled.max()),
+    }
+
+
+def summarise(builds: dict[str, list[dict]]) -> dict:
+    return {
+        name: {
+            key: [spread(a[field], b[field]) for a, b in zip(runs, runs[1:], strict=False)]
+            for key, field in (("table_sums", "table_ms"), ("calibrated", "predicted_ms"))
+        }
+        for name, runs in builds.items()
     }
 
 
@@ -82,18 +101,7 @@ def main() -> int:
                 }
             )
             print(f"{name}: built in {table.build_seconds:.0f} s", file=sys.stderr, flush=True)
-    summary = {
-        name: {
-            "table_sums": [
-                spread(a["table_ms"], b["table_ms"]) for a, b in zip(runs, runs[1:], strict=False)
-            ],
-            "calibrated": [
-                spread(a["predicted_ms"], b["predicted_ms"])
-                for a, b in zip(runs, runs[1:], strict=False)
-            ],
-        }
-        for name, runs in builds.items()
-    }
+    summary = summarise(builds)
     body = {
         "command": " ".join(["bench/table_repeatability.py", *sys.argv[1:]]),
         "cpu_model": cpu_model(),
