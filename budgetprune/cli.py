@@ -441,8 +441,8 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
     _emit(
         args,
         body,
-        f"{path}: {table.measurements} graphs in {table.build_seconds:.0f} s; the device's "
-        f"speed moved {100 * (table.drift_ratio - 1):.1f}% during the build (corrected)",
+        f"{path}: {table.measurements} graphs in {table.build_seconds:.0f} s; the reference "
+        f"graph's readings moved {100 * (table.drift_ratio - 1):.1f}% during the build",
     )
     return 0
 
