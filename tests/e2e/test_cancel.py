@@ -22,22 +22,13 @@ from budgetprune.client import Client
 from budgetprune.schemas import JobCreate, MeasureProtocol
 from budgetprune.stack import Stack, stack_env
 from budgetprune.store import MeasurementTask, crud, session_scope
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(90)]
 
 SPEC = JobCreate(model="deit_small_patch16_224", budget_fraction=0.5)
 MEASURING_S = 4.0  # how long the agent measures before the user cancels
 FREED_WITHIN_S = 5.0
-
-
-def _wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(what)
 
 
 def _probe_model(path: Path) -> str:
@@ -76,10 +67,11 @@ def test_cancelling_a_running_job_frees_its_agent_at_once(tmp_path_factory):
         token = stack.start_all()
         with Client(stack.url, token) as client:
             job = client.submit(SPEC)
-            (baseline,) = _wait_until(
+            (baseline,) = wait_until(
                 lambda: [t for t in _job_tasks(db, job.id) if t.state == "leased"],
                 timeout=45,
                 what="the agent to lease the job's baseline measurement",
+                poll_s=0.1,
             )
             sha = _probe_model(data / "probe" / "relu.onnx")
             with session_scope(db) as s:
@@ -99,16 +91,18 @@ def test_cancelling_a_running_job_frees_its_agent_at_once(tmp_path_factory):
 
             cancelled_at = time.monotonic()
             assert client.cancel(job.id).state == "running"  # the worker ends it
-            _wait_until(
+            wait_until(
                 lambda: _task(db, probe_id).state != "queued",
                 timeout=FREED_WITHIN_S,
                 what=f"the agent to be free for the next task within {FREED_WITHIN_S} s",
+                poll_s=0.1,
             )
             freed_s = time.monotonic() - cancelled_at
-            probe = _wait_until(
+            probe = wait_until(
                 lambda: (t := _task(db, probe_id)).state == "done" and t,
                 timeout=30,
                 what="the agent to measure the probe",
+                poll_s=0.1,
             )
             status = job.wait(timeout=30, poll_s=0.3)
         agent_log = (data / "logs" / "agent-1.log").read_text()

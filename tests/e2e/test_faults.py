@@ -6,7 +6,6 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 import redis
@@ -14,6 +13,7 @@ import redis
 from budgetprune.client import Client
 from budgetprune.schemas import JobCreate
 from budgetprune.stack import Stack, free_port, stack_env
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -28,23 +28,13 @@ def _stack(tmp_path_factory, name: str, **env: str) -> Stack:
     return Stack(data, stack_env(data, embedded=True, extra=env))
 
 
-def _wait_until(check, timeout: float = 120.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
-
-
 def test_worker_killed_mid_job_is_resumed_and_finishes_once(tmp_path_factory):
     env = {"BUDGETPRUNE_JOB_LEASE_S": "3", "BUDGETPRUNE_RECONCILE_INTERVAL_S": "1"}
     with _stack(tmp_path_factory, "kill-worker", **env) as stack:
         token = stack.start_all(workers=("worker-1",))
         with Client(stack.url, token) as client:
             job = client.submit(SPEC)
-            _wait_until(lambda: job.refresh().phase in ("search", "certify"), what="search")
+            wait_until(lambda: job.refresh().phase in ("search", "certify"), what="search")
             stack.stop("worker-1", sig=signal.SIGKILL)
             killed_at = job.refresh()
             assert killed_at.state == "running"
@@ -108,7 +98,7 @@ def test_worker_killed_mid_training_on_redis_resumes_from_its_checkpoint(tmp_pat
             )
             job = client.submit(spec)
             # fit progress runs 0.25 -> 0.40: past 0.31 is past 40% of the 150 steps
-            _wait_until(
+            wait_until(
                 lambda: (s := job.refresh()).phase == "fit" and s.progress >= 0.31,
                 what="gate training under way",
             )
@@ -135,7 +125,7 @@ def test_agent_killed_mid_measurement_hands_the_task_to_another(tmp_path_factory
             def busy():
                 return any(a.state == "busy" for a in client.devices().data)
 
-            _wait_until(busy, what="agent-1 to take a task")
+            wait_until(busy, what="agent-1 to take a task")
             stack.stop("agent-1", sig=signal.SIGKILL)
             stack.start_agent("agent-2")
             status = job.wait(timeout=200, poll_s=0.5)
@@ -161,7 +151,7 @@ def _private_redis(port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_until(lambda: _redis_up(port), timeout=20, what="redis")
+    wait_until(lambda: _redis_up(port), timeout=20, what="redis")
     return proc
 
 
@@ -190,7 +180,7 @@ def test_redis_and_api_restarts_lose_nothing(tmp_path_factory):
             token = stack.start_all()
             with Client(stack.url, token) as client:
                 first, second = client.submit(SPEC), client.submit(SPEC)
-                _wait_until(lambda: first.refresh().state == "running", what="first running")
+                wait_until(lambda: first.refresh().state == "running", what="first running")
                 assert second.refresh().state == "queued"
                 broker.kill()
                 broker.wait()

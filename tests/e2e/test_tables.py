@@ -6,7 +6,6 @@ agent reports again (the pipeline's tests cover what a job does with a table it 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from budgetprune.schemas import JobCreate
 from budgetprune.stack import Stack, stack_env
 from budgetprune.store import MeasurementTask, session_scope
 from latency_tables import load_table
+from tests.utils.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -50,10 +50,10 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
             report = json.loads(client.artifact(first.id, "report.json"))
             second = client.submit(spec)
             # past the baseline, a job has its table: built, or found under the fingerprint
-            deadline = time.monotonic() + 120
-            while second.refresh().phase not in ("bounds", "search", "certify", "deliver"):
-                assert time.monotonic() < deadline, f"second job stuck in {second.status.phase}"
-                time.sleep(0.2)
+            wait_until(
+                lambda: second.refresh().phase in ("bounds", "search", "certify", "deliver"),
+                what="the second job to pass its baseline",
+            )
             events = client._request("GET", f"/v1/jobs/{second.id}/events").json()["data"]
             client.cancel(second.id)
         store = Settings(data_dir=data.resolve(), agent_token=stack.agent_token).database_url
