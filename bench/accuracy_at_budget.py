@@ -5,9 +5,12 @@ under bench/teachers/) is measured here (ONNX Runtime, 1 thread, certification p
 worse of two repeats); each strategy then runs the whole job pipeline (the device's latency
 lookup table, built once through the same measurer; fit; measuring loop; certification on this
 CPU; distillation) at 70/50/35% of that p90, and the certified latency and top-1 after pruning
-are recorded. Baselines at the same fine-tuning budget: `uniform` (one keep ratio for attention
-dims and FFN neurons, same stages and fine-tuning as ratio_search), `uniform_1x` (that cut made
-at once, then only the job's final fine-tuning: what netadapt and toast get) and Torch-Pruning's
+are recorded. Every delivered model sees the same number of training steps: 2 x
+--finetune-steps (a fitting strategy's fit plus the job's final fine-tuning; the strategies that
+do not train before the certification loop, `TRAINING_FREE`, get all of it as final
+fine-tuning). Baselines: `uniform` (one keep ratio for attention dims and FFN neurons, same
+stages and fine-tuning as ratio_search), `uniform_1x` (that cut made at once, then only
+fine-tuning, as netadapt and toast are) and Torch-Pruning's
 magnitude pruner, its channel ratio bisected on MEASURED latency to the same target the pipeline
 certifies at (budget less the 5% margin), then distilled for as many steps as a training
 strategy's delivered model saw (fit + recovery) and measured with the certification protocol.
@@ -71,13 +74,16 @@ STRATEGIES = (
     "uniform",
     "uniform_1x",
 )
+# no training before the certification loop: their final fine-tuning is the whole budget
+TRAINING_FREE = frozenset({"netadapt", "toast", "uniform_1x"})
 
 
 @register_strategy("uniform")
 class Uniform(RatioSearch):
     """Baseline: the same keep ratio for attention dims and FFN neurons (benchmark only)."""
 
-    def pair_for(self, ctx: SearchContext, goal_ms: float) -> RatioPair | None:
+    def pair_for(self, ctx: SearchContext, goal_ms: float, loss=None) -> RatioPair | None:
+        """One ratio for both parts: `loss` has nothing to choose between."""
         info = ctx.dense.info
         m = ctx.width_multiple
 
@@ -167,6 +173,7 @@ def dense_latency(checkpoint: Path, work: Path) -> dict:
 
 
 def run_strategy(strategy: str, budget_ms: float, args, data: Path, ckpt: Path, work: Path):
+    recovery = (2 if strategy in TRAINING_FREE else 1) * args.finetune_steps
     spec = JobCreate(
         model=MODEL,
         num_classes=10,
@@ -174,7 +181,7 @@ def run_strategy(strategy: str, budget_ms: float, args, data: Path, ckpt: Path, 
         strategy=strategy,
         dataset=str(data),
         checkpoint=str(ckpt),
-        finetune_steps=args.finetune_steps,
+        finetune_steps=recovery,
         batch_size=args.batch_size,
         eval_per_class=args.val_per_class,
         latency_table="auto",
@@ -207,7 +214,7 @@ def run_strategy(strategy: str, budget_ms: float, args, data: Path, ckpt: Path, 
         "arch": ArchSpec.model_validate_json((job / "out" / "arch.json").read_text()).summary(),
         "tokens": json.loads((job / "out" / "arch.json").read_text()).get("tokens"),
         "fit_steps": trained,
-        "recovery_steps": args.finetune_steps,
+        "recovery_steps": recovery,
         "rounds": len(report["rounds"]),
         "notes": fit.get("notes", []),
         "seconds": round(time.monotonic() - t0, 1),

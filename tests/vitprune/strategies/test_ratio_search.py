@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
-from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction
+from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction, batches
 from vitprune.cost import block_macs
+from vitprune.gates import make_gated
 from vitprune.strategies import get_strategy
-from vitprune.strategies.ratio_search import best_ratios, uniform_spec
+from vitprune.strategies.ratio_search import (
+    best_ratios,
+    calibration_loss,
+    feasible_pairs,
+    uniform_spec,
+)
 
 
 def _weighted(attn_weight: float):
@@ -53,3 +60,35 @@ def test_fit_in_stages_with_tuning(job):
     ] * 2
     assert sum("stage" in n for n in fitted.notes) == 3
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
+
+
+def test_a_loss_picks_among_the_pairs_that_meet_the_goal(job):
+    """With a loss, the pair is the feasible one it scores lowest, not the one keeping the
+    most magnitude: here a loss that favours narrow attention."""
+    ctx, predictor = job()
+    goal = 0.6 * DENSE_MS
+    pairs = feasible_pairs(ctx.search, goal)
+    assert len(pairs) > 2 and all(
+        predictor.predict(uniform_spec(ctx.search.dense, *p)) <= goal for p in pairs
+    )
+    assert best_ratios(ctx.search, goal, loss=lambda p: p[0]) == min(pairs)
+    assert best_ratios(ctx.search, goal, loss=lambda p: -p[0]) == max(pairs)
+
+
+def test_the_calibration_loss_is_zero_uncut_and_grows_with_the_cut(job):
+    ctx, _ = job()
+    dense = ctx.search.dense
+    gated = make_gated(copy.deepcopy(ctx.teacher), dense)
+    loss = calibration_loss(gated, ctx.teacher, [x for x, _ in batches(2)], dense)
+    full = (dense.info.head_dim, dense.info.mlp_hidden)
+    assert loss(full) < 1e-6
+    assert 0 < loss((32, 384)) < loss((8, 64))
+
+
+def test_fit_with_data_picks_pairs_by_the_calibration_loss(job):
+    ctx, _ = job(steps=3)
+    fitted = get_strategy("ratio_search").fit(ctx, 0.6 * DENSE_MS)
+    assert any("KL to the teacher" in n for n in fitted.notes)
+    ctx, _ = job(data=False)
+    fitted = get_strategy("ratio_search").fit(ctx, 0.6 * DENSE_MS)
+    assert not any("KL" in n for n in fitted.notes)
