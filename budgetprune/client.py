@@ -15,7 +15,15 @@ import httpx
 
 from budgetprune.artifacts import ARTIFACT_NAMES
 from budgetprune.errors import BudgetPruneError
-from budgetprune.schemas import TERMINAL_STATES, AgentsPublic, JobCreate, JobPublic, Signer
+from budgetprune.schemas import (
+    TERMINAL_STATES,
+    AgentsPublic,
+    JobCreate,
+    JobEventPublic,
+    JobEventsPublic,
+    JobPublic,
+    Signer,
+)
 from budgetprune.signing import SIGNING_KEY_PATH
 
 
@@ -91,6 +99,11 @@ class Client:
 
     def cancel(self, job_id: str) -> JobPublic:
         return JobPublic.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}").json())
+
+    def events(self, job_id: str, after: int = 0) -> list[JobEventPublic]:
+        """The job's progress history after event id `after` (every event by default)."""
+        response = self._request("GET", f"/v1/jobs/{job_id}/events", params={"after": after})
+        return JobEventsPublic.model_validate(response.json()).data
 
     def devices(self) -> AgentsPublic:
         return AgentsPublic.model_validate(self._request("GET", "/v1/devices").json())

@@ -609,7 +609,6 @@ class Pipeline:
             goal = self._shrink_goal(arch, done, previous)
             previous = (arch, certified)
             arch = self.strategy.propose(self.ctx, arch, goal)
-        self._save_state()  # the certification rounds, for whoever looks into the job
         raise InfeasibleBudgetError(
             f"could not certify under {self.target:.2f} ms (budget {self.budget:.2f} ms less "
             f"the {self.spec.margin:.0%} margin) in {attempt + 1} certifications "
@@ -716,6 +715,49 @@ class Pipeline:
         shutil.rmtree(self.work, ignore_errors=True)
         return PipelineResult(out_dir=self.out_dir, certificate=cert, report=report)
 
+    def write_infeasible_report(self, exc: InfeasibleBudgetError) -> None:
+        """The report of a job that ends infeasible: every round measured up to the end, the
+        reason, and the best latency reached (nothing is delivered, so no model, no
+        certificate)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        body = self._common_report() | {
+            "state": "infeasible",
+            "reason": str(exc),
+            "best_latency_ms": exc.best_latency_ms,
+            "target_ms": self.target,
+            "latency": {"dense": self.dense_result.stats.model_dump()},
+            "device": self.dense_result.device.model_dump(),
+            "certificate_passed": False,
+        }
+        _write_json(self.out_dir / "report.json", body)
+
+    def _common_report(self) -> dict[str, object]:
+        """What every report holds, delivered or infeasible."""
+        spec, pct = self.spec, self.spec.percentile
+        return {
+            "job_id": self.job_id,
+            "model": spec.model,
+            "strategy": self.strategy.name,
+            "strategy_requested": spec.strategy,
+            "strategy_fit": self.fit_report or None,
+            "img_size": self.dense.img_size,
+            "budget_ms": self.budget,
+            "budget_source": "budget_ms"
+            if spec.budget_ms is not None
+            else f"{spec.budget_fraction} x dense p{pct} measured on the device",
+            "percentile": pct,
+            "margin": spec.margin,
+            "slack": spec.slack,
+            "rounds": self.rounds,
+            "predictor": self.predictor.describe(),
+            "timings_s": self.timings,
+            "unstable_retries": self.unstable_retries,
+            "remeasured_candidates": self.remeasured,
+            "certify_retries": self.certify_retries,
+            "drift_checks": self.drift_checks,
+            "resumes": self.resumes,
+        }
+
     def _report_body(self, done: _Certified, cert: Certificate) -> dict[str, object]:
         spec, pct = self.spec, self.spec.percentile
         dense_stats, final_stats = self.dense_result.stats, done.result.stats
@@ -731,20 +773,7 @@ class Pipeline:
                 "val_images": len(self.data.val.dataset),
                 "finetune_steps": spec.finetune_steps,
             }
-        return {
-            "job_id": self.job_id,
-            "model": spec.model,
-            "strategy": self.strategy.name,
-            "strategy_requested": spec.strategy,
-            "strategy_fit": self.fit_report or None,
-            "img_size": self.dense.img_size,
-            "budget_ms": cert.budget_ms,
-            "budget_source": "budget_ms"
-            if spec.budget_ms is not None
-            else f"{spec.budget_fraction} x dense p{pct} measured on the device",
-            "percentile": pct,
-            "margin": spec.margin,
-            "slack": spec.slack,
+        return self._common_report() | {
             "latency": {
                 "measured": done.result.device.measured,
                 "source": done.result.device.runtime
@@ -763,15 +792,7 @@ class Pipeline:
             "accuracy": accuracy,
             "training_curve": self.data.curve if self.data is not None else [],
             "blocks": [b.model_dump() for b in done.arch.blocks],
-            "rounds": self.rounds,
-            "predictor": self.predictor.describe(),
             "device": done.result.device.model_dump(),
-            "timings_s": self.timings,
-            "unstable_retries": self.unstable_retries,
-            "remeasured_candidates": self.remeasured,
-            "certify_retries": self.certify_retries,
-            "drift_checks": self.drift_checks,
-            "resumes": self.resumes,
             "certificate_passed": cert.passed,
         }
 
@@ -818,16 +839,20 @@ def run_pipeline(
     )
     p.build()
     p.baseline()
-    if p.pick(p.dense_result) <= p.target:
-        best = p.dense  # the dense model already fits: deliver it, certified
-    else:
-        p.bounds()
-        best = p.search()
     staging = out_dir.parent / f"staging-{uuid.uuid4().hex[:8]}"
     try:
+        if p.pick(p.dense_result) <= p.target:
+            best = p.dense  # the dense model already fits: deliver it, certified
+        else:
+            p.bounds()
+            best = p.search()
         done = p.certify(best, staging)
         p.timings["total_s"] = round(time.monotonic() - started, 3)
         return p.deliver(done, staging, signer, device_label)
+    except InfeasibleBudgetError as exc:
+        p.timings["total_s"] = round(time.monotonic() - started, 3)
+        p.write_infeasible_report(exc)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

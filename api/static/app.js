@@ -148,16 +148,26 @@ function trainingLine(t) {
   return bits.join(" · ");
 }
 
+function renderRounds(rounds) {
+  document.getElementById("rounds").innerHTML = `<table><tr><th>#</th><th>kind</th><th>goal</th><th>predicted</th><th>measured</th><th>GMACs</th></tr>` + rounds.map(r => `<tr><td>${r.round}</td><td>${esc(r.kind)}</td><td>${ms(r.goal_ms)}</td><td>${ms(r.predicted_ms)}</td><td>${ms(r.measured_ms)}</td><td>${r.gmacs.toFixed(3)}</td></tr>`).join("") + "</table>";
+}
+
 async function renderResults(job) {
-  // The finished job's files; returns its report (null while there is none).
-  if (!job.artifacts.includes("certificate.json")) return null;
+  // The finished job's files; returns its report (null while there is none). An infeasible
+  // job has only its report: the rounds it measured, and why it stopped.
+  if (!job.artifacts.includes("report.json")) return null;
+  if (!job.artifacts.includes("certificate.json")) {
+    const report = await (await api(`/jobs/${job.id}/artifacts/report.json`)).json();
+    renderRounds(report.rounds || []);
+    document.getElementById("cert").innerHTML = `<p class="notpassed">No certificate: ${esc(report.reason || job.state)}</p>`;
+    return report;
+  }
   const [cert, report, arch] = await Promise.all(["certificate.json", "report.json", "arch.json"].map(async n => (await api(`/jobs/${job.id}/artifacts/${n}`)).json()));
   document.getElementById("cert").innerHTML = `<p class="${cert.passed ? "passed" : "notpassed"}">${cert.passed ? "PASSED" : "NOT PASSED"}: p${cert.percentile} ${ms(cert.certified_ms)} ≤ budget ${ms(cert.budget_ms)}</p><p>${cert.device.measured === false ? `<b class="estimated">ESTIMATED by the analytical profile ${esc(cert.device.runtime)}, not measured on a device</b> · ${esc(cert.device.cpu_model)}` : `${esc(cert.device.cpu_model)} · ${esc(cert.device.runtime)} ${esc(cert.device.runtime_version)} · ${cert.device.threads} thread(s) · ${cert.measured.runs} runs`}</p><pre>${esc(JSON.stringify(cert, null, 2))}</pre>`;
   document.getElementById("blocks").innerHTML = blocksPicture(arch);
   const curve = report.training_curve || [];
   document.getElementById("training").innerHTML = curve.length ? trainingChart(curve) : `<p>No training in this job${report.accuracy && report.accuracy.note ? ": " + esc(report.accuracy.note) : "."}</p>`;
-  const rounds = report.rounds || [];
-  document.getElementById("rounds").innerHTML = `<table><tr><th>#</th><th>kind</th><th>goal</th><th>predicted</th><th>measured</th><th>GMACs</th></tr>` + rounds.map(r => `<tr><td>${r.round}</td><td>${esc(r.kind)}</td><td>${ms(r.goal_ms)}</td><td>${ms(r.predicted_ms)}</td><td>${ms(r.measured_ms)}</td><td>${r.gmacs.toFixed(3)}</td></tr>`).join("") + "</table>";
+  renderRounds(report.rounds || []);
   return report;
 }
 

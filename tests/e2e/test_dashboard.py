@@ -196,6 +196,20 @@ def test_without_the_stream_the_page_polls_to_done(stack, page, cifar_subset):
     page.screenshot(path=str(ARTIFACTS / "job-polled.png"), full_page=True)
 
 
+def test_an_infeasible_job_shows_the_rounds_it_measured_and_why(stack, page):
+    """A budget under the smallest network: no certificate, but the page shows the round that
+    proved it and the reason, from the job's report."""
+    with Client(stack.url, stack.user_token) as client:
+        job = client.submit(JobCreate(model=MODEL, img_size=IMG_SIZE, budget_ms=0.001))
+    page.goto(f"{stack.url}/ui/#/jobs/{job.id}")
+    page.wait_for_selector("#status .state.infeasible", timeout=120_000)
+    page.wait_for_selector("#cert .notpassed", timeout=30_000)
+    assert "smallest allowed sub-network" in page.inner_text("#cert")
+    assert "smallest" in page.inner_text("#rounds")
+    assert page.locator("#rounds table tr").count() == 2  # header + the smallest network
+    assert "report.json" in page.inner_text("#status")
+
+
 def test_without_a_token_the_page_asks_for_one(stack):
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -42,11 +42,11 @@ def test_worker_killed_mid_job_is_resumed_and_finishes_once(tmp_path_factory):
             status = job.wait(timeout=200, poll_s=0.5)
             assert status.state == "succeeded", status.error
             report = json.loads(client.artifact(job.id, "report.json"))
-            events = client._request("GET", f"/v1/jobs/{job.id}/events").json()["data"]
+            events = client.events(job.id)
     assert report["resumes"] >= 1
     kinds = [r["kind"] for r in report["rounds"]]
     assert kinds.count("smallest") == 1, "finished phases are not redone"
-    assert [e["phase"] for e in events].count("bounds") == 1
+    assert [e.phase for e in events].count("bounds") == 1
 
 
 def _two_class_zip(path) -> str:

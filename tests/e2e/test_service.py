@@ -138,4 +138,9 @@ def test_cli_submit_wait_status_download(stack, tmp_path):
     proc = _cli(
         stack, "download", status["id"], "-o", str(tmp_path / "dl"), "--server", stack.url, "--json"
     )
-    assert proc.returncode == 0 and json.loads(proc.stdout)["files"] == []
+    assert proc.returncode == 0, proc.stderr
+    # nothing delivered: only the report of the rounds it measured
+    assert [Path(f).name for f in json.loads(proc.stdout)["files"]] == ["report.json"]
+    report = json.loads((tmp_path / "dl" / "report.json").read_text())
+    assert report["state"] == "infeasible" and report["reason"] == status["error"]
+    assert [r["kind"] for r in report["rounds"]] == ["smallest"]

@@ -54,7 +54,7 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
                 lambda: second.refresh().phase in ("bounds", "search", "certify", "deliver"),
                 what="the second job to pass its baseline",
             )
-            events = client._request("GET", f"/v1/jobs/{second.id}/events").json()["data"]
+            events = client.events(second.id)
             client.cancel(second.id)
         store = Settings(data_dir=data.resolve(), agent_token=stack.agent_token).database_url
         with session_scope(store) as s:
@@ -68,7 +68,7 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
     assert all(t.agent_id == agent.id and t.state == "done" for t in tasks[first.id])
     assert len(tasks[first.id]) >= table.measurements, "every graph went through the agent"
     assert len(tasks[second.id]) < table.measurements, "the second job did not rebuild it"
-    assert "table" not in [e["phase"] for e in events], "the second job did not rebuild it"
+    assert "table" not in [e.phase for e in events], "the second job did not rebuild it"
     assert "table_s" in report["timings_s"]
     assert report["predictor"]["kind"] == "lookup-table"
     assert report["predictor"]["device"]["agent_id"] == agent.id

@@ -180,15 +180,17 @@ def test_misses_that_shrinks_barely_move_are_closed_by_the_measured_rate(tmp_pat
 
 def test_the_infeasible_message_names_the_network_it_measured(tmp_path):
     """Every certification reads 6 ms whatever is certified (the target is 5.7): the job ends
-    infeasible, and the message describes the last network certified, not the next one it
-    would have tried."""
+    infeasible after its shrinks, the message describes the last network certified (not the
+    next one it would have tried), and the report records every round."""
     from worker.pipeline import MAX_SHRINKS
 
     measurer = SizeMeasurer(certify_line=(6.0, 0.0))
     with pytest.raises(InfeasibleBudgetError) as err:
         _run(tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer)
-    state = json.loads((tmp_path / "job" / "work" / "state.json").read_text())
-    certify = [r for r in state["rounds"] if r["kind"] == "certify"]
+    report = json.loads((tmp_path / "job" / "out" / "report.json").read_text())
+    assert report["state"] == "infeasible" and report["reason"] == str(err.value)
+    assert report["best_latency_ms"] == pytest.approx(6.0) and not report["certificate_passed"]
+    certify = [r for r in report["rounds"] if r["kind"] == "certify"]
     assert len({r["arch_sha256"] for r in certify}) == 1 + MAX_SHRINKS
     assert certify[-1]["gmacs"] < certify[0]["gmacs"]
     assert f"({MAX_SHRINKS} shrinks)" in str(err.value) and "measured 6.00 ms" in str(err.value)
@@ -308,7 +310,11 @@ def test_budget_under_the_smallest_is_infeasible(tmp_path):
     with pytest.raises(InfeasibleBudgetError, match="smallest allowed") as err:
         _run(tmp_path, JobCreate(model=MODEL, img_size=32, budget_ms=1.0))
     assert err.value.best_latency_ms > 1.0
-    assert not (tmp_path / "job" / "out").exists()
+    out = tmp_path / "job" / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"], "nothing is delivered"
+    report = json.loads((out / "report.json").read_text())
+    assert [r["kind"] for r in report["rounds"]] == ["smallest"]
+    assert report["best_latency_ms"] == pytest.approx(err.value.best_latency_ms)
 
 
 def test_dense_under_budget_is_delivered_dense(tmp_path):
