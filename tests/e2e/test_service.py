@@ -143,4 +143,4 @@ def test_cli_submit_wait_status_download(stack, tmp_path):
     assert [Path(f).name for f in json.loads(proc.stdout)["files"]] == ["report.json"]
     report = json.loads((tmp_path / "dl" / "report.json").read_text())
     assert report["state"] == "infeasible" and report["reason"] == status["error"]
-    assert [r["kind"] for r in report["rounds"]] == ["smallest"]
+    assert [r["kind"] for r in report["rounds"]] == ["smallest", "smallest-confirm"]

@@ -313,7 +313,8 @@ def test_budget_under_the_smallest_is_infeasible(tmp_path):
     out = tmp_path / "job" / "out"
     assert sorted(p.name for p in out.iterdir()) == ["report.json"], "nothing is delivered"
     report = json.loads((out / "report.json").read_text())
-    assert [r["kind"] for r in report["rounds"]] == ["smallest"]
+    # measured twice before the job gives up (a loaded device can read high once)
+    assert [r["kind"] for r in report["rounds"]] == ["smallest", "smallest-confirm"]
     assert report["best_latency_ms"] == pytest.approx(err.value.best_latency_ms)
 
 
