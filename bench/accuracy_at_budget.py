@@ -15,7 +15,8 @@ magnitude pruner, its channel ratio bisected on MEASURED latency to the same tar
 certifies at (budget less the 5% margin), then distilled for as many steps as a training
 strategy's delivered model saw (fit + recovery) and measured with the certification protocol.
 
-Rows are appended to --out as they finish; a rerun with the same --out skips the done ones.
+Rows are appended to --out as they finish; a rerun with the same --out skips the done ones,
+except the methods named by --redo, whose old rows are kept under `superseded`.
 
     .venv/bin/python bench/accuracy_at_budget.py --out bench/results/accuracy_at_budget.json
     .venv/bin/python bench/accuracy_at_budget.py --smoke --out /tmp/acc_smoke.json  # plumbing
@@ -364,6 +365,14 @@ def main() -> int:
     parser.add_argument("--tp-bisect-steps", type=int, default=6)
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.7, 0.5, 0.35])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--redo",
+        nargs="+",
+        default=[],
+        choices=METHODS,
+        help="run these methods again at --budgets (after a change to them); their earlier "
+        "rows move to `superseded`, kept with the commit they ran",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     if args.smoke:
@@ -414,6 +423,12 @@ def main() -> int:
         }
     dense_ms = body["dense"]["p90_ms"]
     print(f"teacher top-1 {teacher['top1']:.4f}, dense p90 {dense_ms:.3f} ms", file=sys.stderr)
+    if set(args.redo) - set(args.methods):
+        parser.error("--redo names methods that --methods does not run")
+    redo = {(fraction, method) for fraction in args.budgets for method in args.redo}
+    stale = [r for r in body["rows"] if (r["budget_fraction"], r["strategy"]) in redo]
+    body.setdefault("superseded", []).extend(stale)
+    body["rows"] = [r for r in body["rows"] if r not in stale]
     done = {(r["budget_fraction"], r["strategy"]) for r in body["rows"]}
     commit = _commit()  # the code this process loaded
     for fraction in args.budgets:

@@ -409,6 +409,7 @@ def test_a_restarted_job_resumes_instead_of_starting_over(tmp_path):
         ("hiap_token", True, "expected_ms"),
         ("token", True, "phase"),
         ("toast", False, None),
+        ("netadapt", True, None),
         ("ratio_search", True, "phase"),
         ("auto", False, None),
     ],

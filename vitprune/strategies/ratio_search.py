@@ -17,21 +17,17 @@ the uniform ratio at the same training budget (bench/README.md, 2026-12-05 Intel
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import islice
-
-import torch
-import torch.nn.functional as F
 
 from budgetprune.schemas import ArchSpec
-from vitprune.gates import GatedViT, make_gated
+from vitprune.gates import make_gated
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
+from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
 
 __all__ = ["RatioSearch", "RatioPair", "best_ratios", "feasible_pairs", "uniform_spec"]
 
 STAGES = 3
-CALIBRATION_BATCHES = 4
 
 RatioPair = tuple[int, int]  # (qk and v dims per head, MLP neurons per block)
 
@@ -90,28 +86,6 @@ def best_ratios(
     )
 
 
-@torch.no_grad()
-def calibration_loss(
-    gated: GatedViT, teacher: torch.nn.Module, batches: list[torch.Tensor], dense: ArchSpec
-) -> Callable[[RatioPair], float]:
-    """KL divergence from the teacher's outputs to those of `gated` hardened to a pair, on
-    fixed batches: the accuracy a cut loses before any tuning. Leaves `gated` in train mode,
-    masked to the last pair scored (the caller applies the pair it picks)."""
-    targets = [F.softmax(teacher(x), dim=-1) for x in batches]
-
-    def loss(pair: RatioPair) -> float:
-        gated.apply_spec(uniform_spec(dense, *pair))
-        gated.eval()
-        total = sum(
-            F.kl_div(F.log_softmax(gated(x), dim=-1), t, reduction="batchmean").item()
-            for x, t in zip(batches, targets, strict=True)
-        )
-        gated.train()
-        return total / len(batches)
-
-    return loss
-
-
 @register_strategy("ratio_search")
 class RatioSearch(NetAdapt):
     """Works without data (the search alone); with data each stage is distilled."""
@@ -133,8 +107,12 @@ class RatioSearch(NetAdapt):
         spec = search.dense
         loss = None
         if ctx.train is not None:
-            batches = [x for x, _y in islice(ctx.train, CALIBRATION_BATCHES)]
-            loss = calibration_loss(gated, ctx.teacher, batches, search.dense)
+            batches = calibration_batches(ctx.train)
+            kl = teacher_kl(gated, ctx.teacher, batches)
+
+            def loss(pair: RatioPair) -> float:
+                return kl(uniform_spec(search.dense, *pair))
+
             notes.append(f"pairs picked by the KL to the teacher on {len(batches)} batches")
         for stage in range(1, STAGES + 1):
             stage_goal = dense_ms - (dense_ms - goal_ms) * stage / STAGES

@@ -19,7 +19,7 @@ from budgetprune.schemas import ArchSpec
 from budgetprune.schemas.arch import BlockSpec
 from vitprune.strategies.base import SearchContext
 
-__all__ = ["Step", "Steps", "mlp_chunk"]
+__all__ = ["Step", "Steps", "UnitRates", "mlp_chunk"]
 
 _CHUNKS_PER_BLOCK = 24
 
@@ -27,6 +27,16 @@ _CHUNKS_PER_BLOCK = 24
 def mlp_chunk(dense_hidden: int, multiple: int) -> int:
     raw = max(dense_hidden // _CHUNKS_PER_BLOCK, 1)
     return max(multiple, -(-raw // multiple) * multiple)
+
+
+@dataclass(frozen=True)
+class UnitRates:
+    """What a share of importance is worth, by kind of unit (1.0 each: shares compare as they
+    are). Netadapt calibrates these on data (`strategies.netadapt`)."""
+
+    head: float = 1.0
+    dims: float = 1.0
+    neurons: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,10 @@ class Steps:
     """The steps out of (`removals`) or into (`additions`) a spec. Built once per search: the
     branch totals and dim prefix sums it prices with do not change while the spec does."""
 
-    def __init__(self, ctx: SearchContext) -> None:
+    def __init__(self, ctx: SearchContext, rates: UnitRates | None = None) -> None:
         blocks = max(len(ctx.dense.blocks), 1)
         self.ctx = ctx
+        self.rates = rates or UnitRates()
         self.chunk = mlp_chunk(ctx.dense.info.mlp_hidden, ctx.width_multiple)
         self.attn = max(sum(map(sum, ctx.head_scores)) / blocks, 1e-12)
         self.mlp = max(sum(map(sum, ctx.mlp_scores)) / blocks, 1e-12)
@@ -94,15 +105,15 @@ class Steps:
 
     def _head(self, b: int, h: int, block: BlockSpec) -> float:
         kept = self._dims_kept(b, block.qk_dim, block.v_dim)
-        return self.ctx.head_scores[b][h] * kept / self.attn
+        return self.rates.head * self.ctx.head_scores[b][h] * kept / self.attn
 
     def _dims(self, b: int, block: BlockSpec, qk: int, v: int) -> float:
         heads = sum(self.ctx.head_scores[b][h] for h in block.heads)
         moved = abs(self._dims_kept(b, block.qk_dim, block.v_dim) - self._dims_kept(b, qk, v))
-        return moved * heads / self.attn
+        return self.rates.dims * moved * heads / self.attn
 
     def _neurons(self, b: int, lo: int, hi: int) -> float:
-        return sum(self.ctx.mlp_scores[b][lo:hi]) / self.mlp
+        return self.rates.neurons * sum(self.ctx.mlp_scores[b][lo:hi]) / self.mlp
 
 
 def _with(spec: ArchSpec, b: int, **changes: object) -> ArchSpec:

@@ -93,3 +93,39 @@ def test_narrows_heads_before_removing_them_when_heads_are_alike():
     spec = get_strategy("netadapt").propose(ctx, dense, 7.0)
     assert all(len(block.heads) == 3 for block in spec.blocks)
     assert any(block.qk_dim < 64 for block in spec.blocks)
+
+
+def test_with_data_the_exchange_rates_are_the_ones_closest_to_the_teacher(job):
+    """With calibration data, fit runs the greedy at every rate pair of the grid and keeps the
+    sub-network with the lowest KL to the teacher; later shrinks price with those rates."""
+    from tests.vitprune.strategies.conftest import DENSE_MS
+    from vitprune.gates import make_gated
+    from vitprune.strategies.calibration import calibration_batches, teacher_kl
+    from vitprune.strategies.netadapt import RATE_GRID
+    from vitprune.strategies.steps import UnitRates
+
+    ctx, predictor = job()
+    strategy = get_strategy("netadapt")
+    goal = 0.5 * DENSE_MS
+    fitted = strategy.fit(ctx, goal)
+    assert predictor.predict(fitted.arch) <= goal
+    assert "exchange rates" in fitted.notes[0]
+    kl = teacher_kl(
+        make_gated(ctx.model, ctx.search.dense), ctx.teacher, calibration_batches(ctx.train)
+    )
+    losses = {}
+    for head, neurons in RATE_GRID:
+        other = get_strategy("netadapt")
+        other.rates = UnitRates(head=head, neurons=neurons)
+        losses[(head, neurons)] = kl(other.propose(ctx.search, ctx.search.dense, goal))
+    assert kl(fitted.arch) == pytest.approx(min(losses.values()))
+    assert (strategy.rates.head, strategy.rates.neurons) in losses
+    again = strategy.propose(ctx.search, fitted.arch, 0.4 * DENSE_MS)
+    other = get_strategy("netadapt")
+    other.rates = strategy.rates
+    assert again == other.propose(ctx.search, fitted.arch, 0.4 * DENSE_MS)
+
+
+def test_without_data_there_is_nothing_to_fit(job):
+    ctx, _ = job(data=False)
+    assert get_strategy("netadapt").fit(ctx, 5.0) is None

@@ -9,12 +9,8 @@ from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_ext
 from vitprune.cost import block_macs
 from vitprune.gates import make_gated
 from vitprune.strategies import get_strategy
-from vitprune.strategies.ratio_search import (
-    best_ratios,
-    calibration_loss,
-    feasible_pairs,
-    uniform_spec,
-)
+from vitprune.strategies.calibration import teacher_kl
+from vitprune.strategies.ratio_search import best_ratios, feasible_pairs, uniform_spec
 
 
 def _weighted(attn_weight: float):
@@ -79,10 +75,9 @@ def test_the_calibration_loss_is_zero_uncut_and_grows_with_the_cut(job):
     ctx, _ = job()
     dense = ctx.search.dense
     gated = make_gated(copy.deepcopy(ctx.teacher), dense)
-    loss = calibration_loss(gated, ctx.teacher, [x for x, _ in batches(2)], dense)
-    full = (dense.info.head_dim, dense.info.mlp_hidden)
-    assert loss(full) < 1e-6
-    assert 0 < loss((32, 384)) < loss((8, 64))
+    kl = teacher_kl(gated, ctx.teacher, [x for x, _ in batches(2)])
+    assert kl(dense) < 1e-6
+    assert 0 < kl(uniform_spec(dense, 32, 384)) < kl(uniform_spec(dense, 8, 64))
 
 
 def test_fit_with_data_picks_pairs_by_the_calibration_loss(job):
