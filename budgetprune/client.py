@@ -101,9 +101,17 @@ class Client:
         return JobPublic.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}").json())
 
     def events(self, job_id: str, after: int = 0) -> list[JobEventPublic]:
-        """The job's progress history after event id `after` (every event by default)."""
-        response = self._request("GET", f"/v1/jobs/{job_id}/events", params={"after": after})
-        return JobEventsPublic.model_validate(response.json()).data
+        """The job's progress history after event id `after` (every event by default), every
+        page of it: one answer holds at most a page (1000), and a training job logs a step
+        each."""
+        out: list[JobEventPublic] = []
+        while True:
+            response = self._request("GET", f"/v1/jobs/{job_id}/events", params={"after": after})
+            page = JobEventsPublic.model_validate(response.json()).data
+            if not page:
+                return out
+            out += page
+            after = page[-1].id
 
     def devices(self) -> AgentsPublic:
         return AgentsPublic.model_validate(self._request("GET", "/v1/devices").json())
