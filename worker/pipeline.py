@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -49,6 +49,7 @@ from vitprune.models import create_model
 from vitprune.strategies import (
     SearchContext,
     TrainContext,
+    UnitRates,
     expected_ms_fn,
     get_strategy,
     resolve_strategy,
@@ -381,7 +382,10 @@ class Pipeline:
         weights = self.work / "fitted.pt"
         if "fit" in self.state and weights.exists():
             self.fit_report = self.state["fit"]
-            self._use_weights(torch.load(weights, map_location="cpu", weights_only=True))
+            self._use_weights(
+                torch.load(weights, map_location="cpu", weights_only=True),
+                UnitRates(**self.fit_report.get("rates", {})),
+            )
             return ArchSpec.model_validate(self.fit_report["arch"])
         t0 = time.monotonic()
         tctx = TrainContext(
@@ -399,10 +403,11 @@ class Pipeline:
         fitted = self.strategy.fit(tctx, self.target)
         if fitted is None:
             return self.dense
-        self._use_weights(fitted.model.state_dict())
+        self._use_weights(fitted.model.state_dict(), fitted.rates)
         torch.save(self.model.state_dict(), weights)
         self.fit_report = {
             "arch": fitted.arch.model_dump(mode="json"),
+            "rates": asdict(fitted.rates),
             "predicted_ms": self.predictor.predict(fitted.arch),
             "goal_ms": self.target,
             "notes": fitted.notes,
@@ -429,11 +434,12 @@ class Pipeline:
         self._save_state()
         return measured
 
-    def _use_weights(self, state: dict[str, torch.Tensor]) -> None:
+    def _use_weights(self, state: dict[str, torch.Tensor], rates: UnitRates) -> None:
+        """Extract from these weights from now on, pricing steps at the fit's `rates`."""
         self.model = copy.deepcopy(self.teacher)
         self.model.load_state_dict(state)
         self.model.eval()
-        self.ctx = self._context()
+        self.ctx = replace(self._context(), rates=rates)
 
     def search(self) -> ArchSpec:
         """Shrink until a quick measurement meets the target; each miss tightens the goal by

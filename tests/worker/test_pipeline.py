@@ -487,6 +487,42 @@ def test_a_resumed_job_reuses_the_fitted_weights(tmp_path, monkeypatch):
     assert result.certificate.passed and result.report["strategy_fit"]["notes"]
 
 
+def test_a_resumed_job_shrinks_at_the_rates_its_fit_chose(tmp_path, monkeypatch):
+    """netadapt's calibrated exchange rates are part of the fit: the report records them and a
+    job resumed after its fit prices every later step with them, not the defaults."""
+    from vitprune.strategies import UnitRates, netadapt
+
+    monkeypatch.setattr(netadapt, "RATE_GRID", ((4.0, 0.5),))
+    spec = JobCreate(
+        model=MODEL,
+        img_size=32,
+        num_classes=2,
+        budget_fraction=0.6,
+        strategy="netadapt",
+        dataset=str(_tiny_zip(tmp_path / "d.zip")),
+        finetune_steps=4,
+        batch_size=4,
+        eval_per_class=4,
+    )
+    first = CrashingMeasurer(crash_at=3)  # dense, smallest, then dies before the fit's arch
+    with pytest.raises(SystemExit):
+        _run(tmp_path, spec, first)
+    seen: list[UnitRates] = []
+    propose = netadapt.NetAdapt.propose
+
+    def recording(self, ctx, current, goal_ms):
+        seen.append(ctx.rates)
+        return propose(self, ctx, current, goal_ms)
+
+    monkeypatch.setattr(netadapt.NetAdapt, "propose", recording)
+    monkeypatch.setattr(netadapt.NetAdapt, "fit", lambda *a: pytest.fail("the fit ran again"))
+    second = SizeMeasurer()
+    second.reference = first.reference
+    result, _, _ = _run(tmp_path, spec, second)
+    assert result.report["strategy_fit"]["rates"] == {"head": 4.0, "dims": 1.0, "neurons": 0.5}
+    assert seen and set(seen) == {UnitRates(head=4.0, neurons=0.5)}
+
+
 def _fake_table(tmp_path: Path, img_size: int, num_classes: int = 1000) -> Path:
     """A lookup table built on a device whose latency is its MACs (tests/latency_tables)."""
     fakes = _table_fakes()

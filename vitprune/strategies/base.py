@@ -28,11 +28,22 @@ if TYPE_CHECKING:  # torch stays out of the registry's import (the API lists str
     from vitprune.soft_tokens import SoftTokenViT
 
 
+@dataclass(frozen=True)
+class UnitRates:
+    """What a share of importance is worth, by kind of unit (1.0 each: shares compare as they
+    are; `strategies.steps`). Weights do not say what a head is worth against MLP neurons;
+    netadapt and toast calibrate these on data, and the job keeps them for every later step."""
+
+    head: float = 1.0
+    dims: float = 1.0
+    neurons: float = 1.0
+
+
 @dataclass
 class SearchContext:
     """What a strategy may look at: the dense spec, importance in the model's current (sorted)
-    order (per head, per qk/v dim position, per MLP neuron), the predictor, and the limits the
-    user set."""
+    order (per head, per qk/v dim position, per MLP neuron), the predictor, the limits the
+    user set, and the exchange rates a fit chose."""
 
     dense: ArchSpec
     head_scores: list[list[float]]
@@ -42,6 +53,7 @@ class SearchContext:
     min_heads: int = 1
     min_mlp_hidden: int = 16
     width_multiple: int = 8
+    rates: UnitRates = field(default_factory=UnitRates)
 
 
 @dataclass
@@ -74,12 +86,14 @@ class TrainContext:
 @dataclass
 class Fitted:
     """A fit's result: `model` is dense (same shapes as the input) with the weights to extract
-    `arch` from; `curve` is the strategy's own training log, `notes` what it had to do."""
+    `arch` from; `curve` is the strategy's own training log, `notes` what it had to do;
+    `rates` price every later shrink and give-back (`SearchContext.rates`)."""
 
     arch: ArchSpec
     model: nn.Module
     curve: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rates: UnitRates = field(default_factory=UnitRates)
 
 
 class Strategy(ABC):

@@ -17,8 +17,12 @@ neurons about twice as deep as a uniform cut at 35% on CIFAR-10 and ended 0.9 po
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from itertools import product
 from typing import ClassVar
+
+import torch
+from torch import nn
 
 from budgetprune.schemas import ArchSpec
 from vitprune.gates import make_gated
@@ -27,10 +31,11 @@ from vitprune.strategies.base import (
     SearchContext,
     Strategy,
     TrainContext,
+    UnitRates,
     register_strategy,
 )
 from vitprune.strategies.calibration import calibration_batches, teacher_kl
-from vitprune.strategies.steps import Steps, UnitRates
+from vitprune.strategies.steps import Steps
 
 # exchange rates tried by `fit`: (head, neurons), dims at 1.0
 RATE_GRID = tuple(product((1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0)))
@@ -39,11 +44,10 @@ RATE_GRID = tuple(product((1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0)))
 @register_strategy("netadapt")
 class NetAdapt(Strategy):
     narrows_heads: ClassVar[bool] = True  # False: heads go whole or stay whole (ToaSt)
-    rates: UnitRates = UnitRates()
 
     def propose(self, ctx: SearchContext, current: ArchSpec, goal_ms: float) -> ArchSpec:
         spec = current.model_copy(deep=True)
-        steps = Steps(ctx, self.rates)
+        steps = Steps(ctx)
         predicted = ctx.predict_ms(spec)
         while predicted > goal_ms:
             best: tuple[float, ArchSpec, float] | None = None
@@ -64,23 +68,35 @@ class NetAdapt(Strategy):
         nothing to fit: the measuring loop starts from the greedy's proposal."""
         if ctx.train is None:
             return None
-        search = ctx.search
         batches = calibration_batches(ctx.train)
-        kl = teacher_kl(make_gated(ctx.model, search.dense), ctx.teacher, batches)
+        return self.calibrated(ctx, ctx.search, ctx.model, batches, goal_ms)
+
+    def calibrated(
+        self,
+        ctx: TrainContext,
+        search: SearchContext,
+        model: nn.Module,
+        batches: list[torch.Tensor],
+        goal_ms: float,
+    ) -> Fitted:
+        """The greedy's sub-network of `model` at each rate pair of RATE_GRID, scored by its
+        KL to the teacher on `batches`; the lowest wins, with its rates. `search` holds the
+        importance `model`'s order was sorted by."""
+        kl = teacher_kl(make_gated(model, search.dense), ctx.teacher, batches)
         scored: dict[str, tuple[float, UnitRates, ArchSpec]] = {}
         plain = 0.0  # the KL at the default rates, what the job gets without data
         for i, (head, neurons) in enumerate(RATE_GRID):
-            self.rates = UnitRates(head=head, neurons=neurons)
-            spec = self.propose(search, search.dense, goal_ms)
+            rates = UnitRates(head=head, neurons=neurons)
+            spec = self.propose(replace(search, rates=rates), search.dense, goal_ms)
             if spec.sha256() not in scored:
-                scored[spec.sha256()] = (kl(spec), self.rates, spec)
-            if self.rates == UnitRates():
+                scored[spec.sha256()] = (kl(spec), rates, spec)
+            if rates == UnitRates():
                 plain = scored[spec.sha256()][0]
             ctx.progress((i + 1) / len(RATE_GRID))
-        loss, self.rates, spec = min(scored.values(), key=lambda t: t[0])
+        loss, rates, spec = min(scored.values(), key=lambda t: t[0])
         notes = [
-            f"exchange rates heads x{self.rates.head:g}, MLP neurons x{self.rates.neurons:g}: "
+            f"exchange rates heads x{rates.head:g}, MLP neurons x{rates.neurons:g}: "
             f"KL to the teacher {loss:.4f} on {len(batches)} batches, against {plain:.4f} at "
             f"x1 ({len(scored)} distinct sub-networks from {len(RATE_GRID)} rate pairs)"
         ]
-        return Fitted(spec, copy.deepcopy(ctx.model), [], notes)
+        return Fitted(spec, copy.deepcopy(model), [], notes, rates)

@@ -19,7 +19,7 @@ from budgetprune.schemas import ArchSpec
 from budgetprune.schemas.arch import BlockSpec
 from vitprune.strategies.base import SearchContext
 
-__all__ = ["Step", "Steps", "UnitRates", "mlp_chunk"]
+__all__ = ["Step", "Steps", "mlp_chunk"]
 
 _CHUNKS_PER_BLOCK = 24
 
@@ -30,16 +30,6 @@ def mlp_chunk(dense_hidden: int, multiple: int) -> int:
 
 
 @dataclass(frozen=True)
-class UnitRates:
-    """What a share of importance is worth, by kind of unit (1.0 each: shares compare as they
-    are). Netadapt calibrates these on data (`strategies.netadapt`)."""
-
-    head: float = 1.0
-    dims: float = 1.0
-    neurons: float = 1.0
-
-
-@dataclass(frozen=True)
 class Step:
     share: float  # importance moved, as a share of an average block's branch
     spec: ArchSpec
@@ -47,12 +37,13 @@ class Step:
 
 class Steps:
     """The steps out of (`removals`) or into (`additions`) a spec. Built once per search: the
-    branch totals and dim prefix sums it prices with do not change while the spec does."""
+    branch totals and dim prefix sums it prices with do not change while the spec does.
+    Shares are weighted by the context's exchange rates between kinds."""
 
-    def __init__(self, ctx: SearchContext, rates: UnitRates | None = None) -> None:
+    def __init__(self, ctx: SearchContext) -> None:
         blocks = max(len(ctx.dense.blocks), 1)
         self.ctx = ctx
-        self.rates = rates or UnitRates()
+        self.rates = ctx.rates
         self.chunk = mlp_chunk(ctx.dense.info.mlp_hidden, ctx.width_multiple)
         self.attn = max(sum(map(sum, ctx.head_scores)) / blocks, 1e-12)
         self.mlp = max(sum(map(sum, ctx.mlp_scores)) / blocks, 1e-12)

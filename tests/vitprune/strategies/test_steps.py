@@ -3,11 +3,14 @@ inverse of remove."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from budgetprune.schemas import ArchSpec
 from vitprune.strategies import SearchContext
-from vitprune.strategies.steps import Steps, UnitRates, mlp_chunk
+from vitprune.strategies.base import UnitRates
+from vitprune.strategies.steps import Steps, mlp_chunk
 
 TINY = "deit_tiny_patch16_224"  # 3 heads of 64 dims, 768 MLP neurons per block
 
@@ -36,10 +39,8 @@ def test_shares_are_shares_of_the_branch():
     assert shares["head"] == pytest.approx(1 / 3)
     assert shares["dims"] == pytest.approx(8 / 64)
     assert shares["mlp"] == pytest.approx(mlp_chunk(768, 8) / 768)
-    rates = UnitRates(head=2.0, dims=0.5, neurons=4.0)
-    priced = {
-        _changed(dense, s.spec): s.share for s in Steps(_flat_ctx(dense), rates).removals(dense)
-    }
+    ctx = replace(_flat_ctx(dense), rates=UnitRates(head=2.0, dims=0.5, neurons=4.0))
+    priced = {_changed(dense, s.spec): s.share for s in Steps(ctx).removals(dense)}
     assert priced == pytest.approx(
         {"head": 2 * shares["head"], "dims": 0.5 * shares["dims"], "mlp": 4 * shares["mlp"]}
     )

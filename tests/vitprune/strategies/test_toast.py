@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
+import pytest
 import torch
 
 from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction, batches
@@ -29,3 +33,31 @@ def test_heads_go_whole_and_without_data_magnitude_is_used(job):
     assert predictor.predict(fitted.arch) <= 0.5 * DENSE_MS
     assert all(b.qk_dim == b.v_dim == 64 for b in fitted.arch.blocks), "whole heads only"
     assert any("magnitude" in n for n in fitted.notes)
+
+
+def test_with_data_the_rate_between_heads_and_neurons_is_chosen_by_kl(job):
+    """Like netadapt's, toast's greedy runs at every rate pair and keeps the sub-network
+    closest to the teacher, on the calibration scores and the reordered channels."""
+    from vitprune.gates import make_gated
+    from vitprune.strategies import UnitRates
+    from vitprune.strategies.calibration import calibration_batches, teacher_kl
+    from vitprune.strategies.netadapt import RATE_GRID
+    from vitprune.strategies.toast import _reorder_neurons_, calibration_scores
+
+    ctx, predictor = job()
+    goal = 0.5 * DENSE_MS
+    strategy = get_strategy("toast")
+    fitted = strategy.fit(ctx, goal)
+    assert predictor.predict(fitted.arch) <= goal
+    assert all(b.qk_dim == b.v_dim == 64 for b in fitted.arch.blocks), "whole heads only"
+    assert any("exchange rates" in n for n in fitted.notes)
+    calib = calibration_batches(ctx.train)
+    model = copy.deepcopy(ctx.model)
+    heads, neurons = calibration_scores(model, calib)
+    scored = replace(ctx.search, head_scores=heads, mlp_scores=_reorder_neurons_(model, neurons))
+    kl = teacher_kl(make_gated(model, ctx.search.dense), ctx.teacher, calib)
+    dense = ctx.search.dense
+    at = {(h, n): replace(scored, rates=UnitRates(head=h, neurons=n)) for h, n in RATE_GRID}
+    losses = {pair: kl(strategy.propose(c, dense, goal)) for pair, c in at.items()}
+    assert kl(fitted.arch) == pytest.approx(min(losses.values()))
+    assert (fitted.rates.head, fitted.rates.neurons) in losses
