@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 from itertools import product
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -43,15 +42,13 @@ RATE_GRID = tuple(product((1.0, 2.0, 4.0), (0.5, 1.0, 2.0, 4.0)))
 
 @register_strategy("netadapt")
 class NetAdapt(Strategy):
-    narrows_heads: ClassVar[bool] = True  # False: heads go whole or stay whole (ToaSt)
-
     def propose(self, ctx: SearchContext, current: ArchSpec, goal_ms: float) -> ArchSpec:
         spec = current.model_copy(deep=True)
         steps = Steps(ctx)
         predicted = ctx.predict_ms(spec)
         while predicted > goal_ms:
             best: tuple[float, ArchSpec, float] | None = None
-            for step in steps.removals(spec, dims=self.narrows_heads):
+            for step in steps.removals(spec):
                 cand_ms = ctx.predict_ms(step.spec)
                 # A removal the predictor prices at nothing (a flat stretch of a measured
                 # table) is still allowed, last: the goal is not met, so keep shrinking.

@@ -53,9 +53,9 @@ class Steps:
             for scores in ctx.dim_scores
         ]
 
-    def removals(self, spec: ArchSpec, *, dims: bool = True) -> Iterator[Step]:
-        """Per block: the weakest head, one slab of dims (unless `dims` is False), the last
-        chunk of neurons (each only while the limits allow it)."""
+    def removals(self, spec: ArchSpec) -> Iterator[Step]:
+        """Per block: the weakest head, one slab of dims, the last chunk of neurons (each only
+        while the limits allow it)."""
         ctx, m = self.ctx, self.ctx.width_multiple
         for b, block in enumerate(spec.blocks):
             if block.attn and len(block.heads) > ctx.min_heads:
@@ -63,7 +63,7 @@ class Steps:
                 heads = [h for h in block.heads if h != weakest]
                 yield Step(self._head(b, weakest, block), _with(spec, b, heads=heads))
             qk, v = (max(m, d - m) if d > m else d for d in (block.qk_dim, block.v_dim))
-            if dims and block.attn and block.heads and (qk, v) != (block.qk_dim, block.v_dim):
+            if block.attn and block.heads and (qk, v) != (block.qk_dim, block.v_dim):
                 yield Step(self._dims(b, block, qk, v), _with(spec, b, qk_dim=qk, v_dim=v))
             if block.mlp and block.mlp_hidden - self.chunk >= ctx.min_mlp_hidden:
                 hidden = block.mlp_hidden - self.chunk

@@ -1,16 +1,20 @@
-"""ToaSt-style decoupled pruning, training-free: coupled head pruning for attention (a head's
-q, k, v rows and proj columns go together, which extraction of a head index already does) and
-channel selection for the FFN from calibration activations.
+"""ToaSt-style decoupled pruning, training-free: coupled per-head structured pruning for
+attention and channel selection for the FFN from calibration activations.
+
+Attention is pruned within each head with its projections coupled: a slab of dims takes a
+head's q and k columns together (they meet in q k^T) and its v columns with the proj rows they
+feed, in every kept head of a block alike (dense matmuls); whole heads go where that costs less.
+An earlier version only removed whole heads; at 35% of the latency on CIFAR-10 that cut
+22 of 36 heads and ended 3.6 points under a uniform cut at any exchange rate (bench/README.md).
 
 A channel's score is its contribution to the block output on calibration tokens,
 sqrt(E[a_j^2]) * ||W_fc2[:, j]||: channels that stay near zero on real data are redundant even
 when their weights are large. A head's score is the same quantity for its slice of the proj
 input. The neurons are permuted (function-preserving) into that order so extraction's prefix
 keeps the best, and NetAdapt's greedy spends the latency cut where these scores are cheapest per
-millisecond, at the exchange rate between heads and neurons that leaves the sub-network closest
-to the teacher (`NetAdapt.calibrated`): at 35% of the latency on CIFAR-10 the x1 rate cut 22 of
-36 heads and ended 2.6 points under a uniform cut (bench/README.md). Without data the
-weight-magnitude scores and x1 rates are used, and the notes say so.
+millisecond, at the exchange rates between kinds that leave the sub-network closest to the
+teacher (`NetAdapt.calibrated`). Without data the weight-magnitude scores and x1 rates are
+used, and the notes say so.
 """
 
 from __future__ import annotations
@@ -86,10 +90,7 @@ def _reorder_neurons_(model: nn.Module, scores: list[torch.Tensor]) -> list[list
 @register_strategy("toast")
 class ToaSt(NetAdapt):
     """No training; data, when the job has it, only calibrates: the scores, and the exchange
-    rate between heads and MLP neurons (as netadapt's, by KL to the teacher). Heads are pruned
-    whole, as in the paper, never narrowed."""
-
-    narrows_heads = False
+    rates between kinds (as netadapt's, by KL to the teacher)."""
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search

@@ -27,17 +27,20 @@ def test_no_training_and_the_function_is_unchanged(job):
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
 
 
-def test_heads_go_whole_and_without_data_magnitude_is_used(job):
+def test_heads_are_narrowed_and_without_data_magnitude_is_used(job):
+    """Coupled per-head pruning: q/k and v dims go in slabs from every kept head, not only
+    whole heads (which lost 3.6 points at 35% of the latency on CIFAR-10)."""
     ctx, predictor = job(data=False)
     fitted = get_strategy("toast").fit(ctx, 0.5 * DENSE_MS)
     assert predictor.predict(fitted.arch) <= 0.5 * DENSE_MS
-    assert all(b.qk_dim == b.v_dim == 64 for b in fitted.arch.blocks), "whole heads only"
+    assert any(b.qk_dim < 64 for b in fitted.arch.blocks), "heads narrowed"
+    assert all(b.qk_dim == b.v_dim for b in fitted.arch.blocks), "q/k and v dims coupled"
     assert any("magnitude" in n for n in fitted.notes)
 
 
-def test_with_data_the_rate_between_heads_and_neurons_is_chosen_by_kl(job):
-    """Like netadapt's, toast's greedy runs at every rate pair and keeps the sub-network
-    closest to the teacher, on the calibration scores and the reordered channels."""
+def test_with_data_the_exchange_rates_are_chosen_by_kl(job):
+    """As netadapt's, toast's greedy runs at every rate pair and keeps the sub-network closest
+    to the teacher, here on the calibration scores and the reordered channels."""
     from vitprune.gates import make_gated
     from vitprune.strategies import UnitRates
     from vitprune.strategies.calibration import calibration_batches, teacher_kl
@@ -49,7 +52,6 @@ def test_with_data_the_rate_between_heads_and_neurons_is_chosen_by_kl(job):
     strategy = get_strategy("toast")
     fitted = strategy.fit(ctx, goal)
     assert predictor.predict(fitted.arch) <= goal
-    assert all(b.qk_dim == b.v_dim == 64 for b in fitted.arch.blocks), "whole heads only"
     assert any("exchange rates" in n for n in fitted.notes)
     calib = calibration_batches(ctx.train)
     model = copy.deepcopy(ctx.model)

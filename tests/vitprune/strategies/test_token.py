@@ -90,3 +90,31 @@ def test_learned_ratios_over_the_goal_are_scaled_down_together(job):
     over = scaled.model_copy(update={"tokens": scaled.tokens.model_copy(update={"keep": wider})})
     assert predictor.predict(over) > goal, "the largest such scale, not any"
     assert scaled_to(search, learned, 0.2 * DENSE_MS) is None
+
+
+def test_with_data_the_split_between_tokens_and_widths_is_chosen_by_kl(job):
+    """Tokens alone to the goal, or a milder schedule with widths shrunk to the goal under it:
+    the one closest to the teacher wins, and the fit starts learning from its schedule."""
+    from vitprune.gates import make_gated
+    from vitprune.strategies.calibration import calibration_batches, teacher_kl
+    from vitprune.strategies.token import SPLIT_GRID
+
+    ctx, predictor = job()
+    search, goal = ctx.search, 0.7 * DENSE_MS
+    strategy = get_strategy("token")
+    alone = with_tokens(search, search.dense, goal)
+    start = alone.tokens.keep[min(alone.tokens.keep)]
+    chosen, note = strategy._split(ctx, alone, goal)
+    calib = calibration_batches(ctx.train)
+    losses = {}
+    for r in [start, *(r for r in SPLIT_GRID if r > start)]:
+        schedule = search.dense.model_copy(update={"tokens": keep_schedule(12, r)})
+        gated = make_gated(ctx.model, search.dense, tokens=schedule.tokens)
+        full = strategy.propose(search, schedule, goal)
+        assert predictor.predict(full) <= goal
+        losses[r] = teacher_kl(gated, ctx.teacher, calib)(full)
+    assert len(losses) >= 2, "milder schedules were tried"
+    best = min(losses, key=losses.get)
+    assert chosen.tokens == keep_schedule(12, best)
+    assert chosen.blocks == search.dense.blocks, "widths are cut later, after learning"
+    assert f"r={best:.2f}" in note
