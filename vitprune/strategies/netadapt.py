@@ -17,6 +17,7 @@ neurons about twice as deep as a uniform cut at 35% on CIFAR-10 and ended 0.9 po
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import product
 
@@ -65,8 +66,12 @@ class NetAdapt(Strategy):
         nothing to fit: the measuring loop starts from the greedy's proposal."""
         if ctx.train is None:
             return None
+        search = ctx.search
         batches = calibration_batches(ctx.train)
-        return self.calibrated(ctx, ctx.search, ctx.model, batches, goal_ms)
+        spec, rates, note = self.calibrated(
+            ctx, search, ctx.model, batches, search.dense, goal_ms, ctx.progress
+        )
+        return Fitted(spec, copy.deepcopy(ctx.model), [], [note], rates)
 
     def calibrated(
         self,
@@ -74,26 +79,31 @@ class NetAdapt(Strategy):
         search: SearchContext,
         model: nn.Module,
         batches: list[torch.Tensor],
+        start: ArchSpec,
         goal_ms: float,
-    ) -> Fitted:
-        """The greedy's sub-network of `model` at each rate pair of RATE_GRID, scored by its
-        KL to the teacher on `batches`; the lowest wins, with its rates. `search` holds the
-        importance `model`'s order was sorted by."""
-        kl = teacher_kl(make_gated(model, search.dense), ctx.teacher, batches)
+        progress: Callable[[float], None] | None = None,
+    ) -> tuple[ArchSpec, UnitRates, str]:
+        """The greedy's cut of `start` (its tokens kept) at each rate pair of RATE_GRID, scored
+        by its KL to the teacher on `batches` with `model`'s weights; the lowest wins. `search`
+        holds the importance `model`'s order was sorted by. Returns the spec, its rates and a
+        note for the report."""
+        gated = make_gated(model, search.dense, tokens=start.tokens)
+        kl = teacher_kl(gated, ctx.teacher, batches)
         scored: dict[str, tuple[float, UnitRates, ArchSpec]] = {}
         plain = 0.0  # the KL at the default rates, what the job gets without data
         for i, (head, neurons) in enumerate(RATE_GRID):
             rates = UnitRates(head=head, neurons=neurons)
-            spec = self.propose(replace(search, rates=rates), search.dense, goal_ms)
+            spec = self.propose(replace(search, rates=rates), start, goal_ms)
             if spec.sha256() not in scored:
                 scored[spec.sha256()] = (kl(spec), rates, spec)
             if rates == UnitRates():
                 plain = scored[spec.sha256()][0]
-            ctx.progress((i + 1) / len(RATE_GRID))
+            if progress is not None:
+                progress((i + 1) / len(RATE_GRID))
         loss, rates, spec = min(scored.values(), key=lambda t: t[0])
-        notes = [
+        note = (
             f"exchange rates heads x{rates.head:g}, MLP neurons x{rates.neurons:g}: "
             f"KL to the teacher {loss:.4f} on {len(batches)} batches, against {plain:.4f} at "
             f"x1 ({len(scored)} distinct sub-networks from {len(RATE_GRID)} rate pairs)"
-        ]
-        return Fitted(spec, copy.deepcopy(model), [], notes, rates)
+        )
+        return spec, rates, note

@@ -104,7 +104,9 @@ class ToaSt(NetAdapt):
         heads, neurons = calibration_scores(model, batches)
         mlp = _reorder_neurons_(model, neurons)
         scored = replace(search, head_scores=heads, mlp_scores=mlp)
-        fitted = self.calibrated(ctx, scored, model, batches, goal_ms)
+        spec, rates, note = self.calibrated(
+            ctx, scored, model, batches, search.dense, goal_ms, ctx.progress
+        )
         images = sum(len(x) for x in batches)
-        fitted.notes.insert(0, f"FFN channels and heads scored on {images} calibration images")
-        return fitted
+        notes = [f"FFN channels and heads scored on {images} calibration images", note]
+        return Fitted(spec, model, [], notes, rates)

@@ -13,13 +13,13 @@ predicted latency. The rest of the steps distil the hard, extracted form. Withou
 schedule alone is the result. When even the strongest schedule allowed (r = MIN_RATIO: an
 eighth of the patches left after the last stage; below that each stage throws away most of
 what carries the class) is too slow, the keep ratios are learned at that schedule's latency and
-widths shrink to the goal (NetAdapt on the token spec); the notes say so.
+widths shrink to the goal (NetAdapt on the token spec, at the exchange rates between kinds that
+leave it closest to the teacher, `NetAdapt.calibrated`); the notes say so.
 
-With data, before learning, the split between tokens and widths is chosen: that schedule and
-milder ones (SPLIT_GRID), widths shrinking to the goal under each, scored by KL to the teacher
-on calibration batches; the keep ratios are then learned at the chosen schedule's latency and
-widths take the rest. At 35% of the latency on CIFAR-10 (64 patches) taking as much of the cut
-in tokens as the floor allows ended 3 points under a uniform width cut (bench/README.md).
+How much of the cut tokens take is not chosen that way: the KL before tuning ranks token cuts
+far better than width cuts (at 35% of the latency on CIFAR-10: 0.46 for the strongest schedule
+with widths taking the rest, 1.18 for r = 0.9), while after training a width-only cut was 3-7
+points more accurate (bench/README.md).
 """
 
 from __future__ import annotations
@@ -34,8 +34,14 @@ from budgetprune.schemas.arch import TokenSpec
 from vitprune.compute import autocast, placed
 from vitprune.gates import make_gated
 from vitprune.soft_tokens import SoftTokenViT
-from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
-from vitprune.strategies.calibration import calibration_batches, teacher_kl
+from vitprune.strategies.base import (
+    Fitted,
+    SearchContext,
+    TrainContext,
+    UnitRates,
+    register_strategy,
+)
+from vitprune.strategies.calibration import calibration_batches
 from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
@@ -55,8 +61,6 @@ SEARCH_STEPS = 12
 LEARN_SHARE = 0.6  # of a job's steps spent learning keep ratios; the rest distil the hard form
 KEEP_LR = 0.05  # Adam on the keep logits: a share moves ~0.01 per step
 GOAL_SLACK = 0.02  # aim this far under the goal, so rounding to whole tokens rarely crosses it
-# milder token ratios tried against tokens-alone's (widths take the rest of the cut)
-SPLIT_GRID = (0.6, 0.7, 0.8, 0.9)
 
 
 def keep_schedule(depth: int, ratio: float) -> TokenSpec:
@@ -99,15 +103,12 @@ class TokenPruning(NetAdapt):
         search = ctx.search
         spec = with_tokens(search, search.dense, goal_ms)
         notes: list[str] = []
-        if ctx.train is not None and spec.tokens is not None:
-            spec, split = self._split(ctx, spec, goal_ms)
-            notes.append(split)
         curve: list[dict[str, object]] = []
         model = ctx.model
         learn = int(ctx.steps * LEARN_SHARE) if ctx.train is not None else 0
         if learn > 0 and spec.tokens is not None:
-            # Where tokens alone do not reach the goal (the floor, or a milder split): learn
-            # where the tokens go at the schedule's latency, and let widths take the rest.
+            # At the schedule's floor tokens alone cannot reach the goal: learn where the
+            # tokens go at the floor's latency, and let widths take the rest below.
             token_goal = max(goal_ms, search.predict_ms(spec))
             soft = _learn_keep(ctx, spec.tokens, token_goal, learn, curve)
             learned = search.dense.model_copy(update={"tokens": soft.token_spec()})
@@ -123,34 +124,20 @@ class TokenPruning(NetAdapt):
                 spec = scaled or spec
             model = soft.dense_model()
         notes.insert(0, f"token keep ratios {_ratios(spec.tokens)}")
+        rates = UnitRates()
         if search.predict_ms(spec) > goal_ms:
-            spec = self.propose(search, spec, goal_ms)
             notes.append("tokens alone could not meet the goal: widths shrunk too (netadapt)")
+            if ctx.train is None:
+                spec = self.propose(search, spec, goal_ms)
+            else:
+                batches = calibration_batches(ctx.train)
+                spec, rates, note = self.calibrated(ctx, search, model, batches, spec, goal_ms)
+                notes.append(note)
         gated = make_gated(model, search.dense, tokens=spec.tokens)
         tune_hard(gated, spec, ctx, ctx.steps - learn, curve, "distill")
         if ctx.train is None:
             notes.append("no data set: token schedule only, no distillation")
-        return Fitted(spec, gated.dense_model(), curve, notes)
-
-    def _split(self, ctx: TrainContext, spec: ArchSpec, goal_ms: float) -> tuple[ArchSpec, str]:
-        """How much of the cut tokens take: the schedule `spec` (tokens alone to the goal, or
-        the floor) and each milder one of SPLIT_GRID, widths shrunk to the goal under each; the
-        sub-network closest to the teacher on calibration batches (KL, no tuning) decides.
-        Returns its token schedule on dense widths."""
-        search = ctx.search
-        depth = len(search.dense.blocks)
-        start = spec.tokens.keep[min(spec.tokens.keep)]
-        ratios = [start, *(r for r in SPLIT_GRID if r > start + 1e-6)]
-        batches = calibration_batches(ctx.train)
-        scored = []
-        for r in ratios:
-            schedule = search.dense.model_copy(update={"tokens": keep_schedule(depth, r)})
-            full = self.propose(search, schedule, goal_ms)
-            gated = make_gated(ctx.model, search.dense, tokens=schedule.tokens)
-            scored.append((teacher_kl(gated, ctx.teacher, batches)(full), r, schedule))
-        loss, r, schedule = min(scored, key=lambda t: t[0])
-        tried = ", ".join(f"{q:.2f}: {kl:.4f}" for kl, q, _ in scored)
-        return schedule, f"token ratio r={r:.2f} chosen by KL to the teacher ({tried})"
+        return Fitted(spec, gated.dense_model(), curve, notes, rates)
 
 
 def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | None:

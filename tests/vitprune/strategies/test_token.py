@@ -36,6 +36,22 @@ def test_fit_with_data_distils_and_shrinks_widths_when_tokens_are_not_enough(job
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
 
 
+def test_the_width_cut_under_tokens_runs_at_rates_chosen_by_kl(job):
+    """With data, the widths tokens could not spare are cut at the exchange rates whose
+    sub-network (tokens kept) is closest to the teacher, and the fit returns those rates."""
+    from vitprune.strategies import UnitRates
+    from vitprune.strategies.netadapt import RATE_GRID
+
+    ctx, predictor = job(steps=3)
+    fitted = get_strategy("token").fit(ctx, 0.3 * DENSE_MS)
+    assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
+    assert fitted.arch.tokens is not None
+    assert any("exchange rates" in n for n in fitted.notes), fitted.notes
+    assert fitted.rates in {UnitRates(head=h, neurons=n) for h, n in RATE_GRID}
+    ctx, _ = job(data=False)
+    assert get_strategy("token").fit(ctx, 0.3 * DENSE_MS).rates == UnitRates()
+
+
 def test_fit_with_data_learns_the_keep_ratios_against_the_predictor(job):
     ctx, predictor = job(steps=10)
     goal = 0.85 * DENSE_MS
@@ -90,31 +106,3 @@ def test_learned_ratios_over_the_goal_are_scaled_down_together(job):
     over = scaled.model_copy(update={"tokens": scaled.tokens.model_copy(update={"keep": wider})})
     assert predictor.predict(over) > goal, "the largest such scale, not any"
     assert scaled_to(search, learned, 0.2 * DENSE_MS) is None
-
-
-def test_with_data_the_split_between_tokens_and_widths_is_chosen_by_kl(job):
-    """Tokens alone to the goal, or a milder schedule with widths shrunk to the goal under it:
-    the one closest to the teacher wins, and the fit starts learning from its schedule."""
-    from vitprune.gates import make_gated
-    from vitprune.strategies.calibration import calibration_batches, teacher_kl
-    from vitprune.strategies.token import SPLIT_GRID
-
-    ctx, predictor = job()
-    search, goal = ctx.search, 0.7 * DENSE_MS
-    strategy = get_strategy("token")
-    alone = with_tokens(search, search.dense, goal)
-    start = alone.tokens.keep[min(alone.tokens.keep)]
-    chosen, note = strategy._split(ctx, alone, goal)
-    calib = calibration_batches(ctx.train)
-    losses = {}
-    for r in [start, *(r for r in SPLIT_GRID if r > start)]:
-        schedule = search.dense.model_copy(update={"tokens": keep_schedule(12, r)})
-        gated = make_gated(ctx.model, search.dense, tokens=schedule.tokens)
-        full = strategy.propose(search, schedule, goal)
-        assert predictor.predict(full) <= goal
-        losses[r] = teacher_kl(gated, ctx.teacher, calib)(full)
-    assert len(losses) >= 2, "milder schedules were tried"
-    best = min(losses, key=losses.get)
-    assert chosen.tokens == keep_schedule(12, best)
-    assert chosen.blocks == search.dense.blocks, "widths are cut later, after learning"
-    assert f"r={best:.2f}" in note
