@@ -447,20 +447,25 @@ def test_each_strategy_fits_then_certifies(tmp_path, strategy, data, curve_key):
         assert timed == []
 
 
-def test_an_in_training_timing_keeps_the_lower_of_two_readings(tmp_path):
-    """Between training steps the host is still busy; a reading that load inflated must not
-    teach the predictor that the network is slow."""
-    spec = JobCreate(
+def _data_spec(tmp_path: Path, strategy: str) -> JobCreate:
+    """A job with the two-class data set and a few training steps."""
+    return JobCreate(
         model=MODEL,
         img_size=32,
         num_classes=2,
         budget_fraction=0.6,
-        strategy="hiap",
+        strategy=strategy,
         dataset=str(_tiny_zip(tmp_path / "d.zip")),
         finetune_steps=4,
         batch_size=4,
         eval_per_class=4,
     )
+
+
+def test_an_in_training_timing_keeps_the_lower_of_two_readings(tmp_path):
+    """Between training steps the host is still busy; a reading that load inflated must not
+    teach the predictor that the network is slow."""
+    spec = _data_spec(tmp_path, "hiap")
     measurer = SizeMeasurer(fit_spikes=[3.0, 1.0, 1.0, 3.0])  # first, then second reading
     result, _, _ = _run(tmp_path, spec, measurer)
     timed = [r for r in result.report["rounds"] if r["kind"] == "fit"]
@@ -493,17 +498,7 @@ def test_a_resumed_job_shrinks_at_the_rates_its_fit_chose(tmp_path, monkeypatch)
     from vitprune.strategies import UnitRates, netadapt
 
     monkeypatch.setattr(netadapt, "RATE_GRID", ((4.0, 0.5),))
-    spec = JobCreate(
-        model=MODEL,
-        img_size=32,
-        num_classes=2,
-        budget_fraction=0.6,
-        strategy="netadapt",
-        dataset=str(_tiny_zip(tmp_path / "d.zip")),
-        finetune_steps=4,
-        batch_size=4,
-        eval_per_class=4,
-    )
+    spec = _data_spec(tmp_path, "netadapt")
     first = CrashingMeasurer(crash_at=3)  # dense, smallest, then dies before the fit's arch
     with pytest.raises(SystemExit):
         _run(tmp_path, spec, first)

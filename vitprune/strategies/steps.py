@@ -43,7 +43,6 @@ class Steps:
     def __init__(self, ctx: SearchContext) -> None:
         blocks = max(len(ctx.dense.blocks), 1)
         self.ctx = ctx
-        self.rates = ctx.rates
         self.chunk = mlp_chunk(ctx.dense.info.mlp_hidden, ctx.width_multiple)
         self.attn = max(sum(map(sum, ctx.head_scores)) / blocks, 1e-12)
         self.mlp = max(sum(map(sum, ctx.mlp_scores)) / blocks, 1e-12)
@@ -96,15 +95,15 @@ class Steps:
 
     def _head(self, b: int, h: int, block: BlockSpec) -> float:
         kept = self._dims_kept(b, block.qk_dim, block.v_dim)
-        return self.rates.head * self.ctx.head_scores[b][h] * kept / self.attn
+        return self.ctx.rates.head * self.ctx.head_scores[b][h] * kept / self.attn
 
     def _dims(self, b: int, block: BlockSpec, qk: int, v: int) -> float:
         heads = sum(self.ctx.head_scores[b][h] for h in block.heads)
         moved = abs(self._dims_kept(b, block.qk_dim, block.v_dim) - self._dims_kept(b, qk, v))
-        return self.rates.dims * moved * heads / self.attn
+        return self.ctx.rates.dims * moved * heads / self.attn
 
     def _neurons(self, b: int, lo: int, hi: int) -> float:
-        return self.rates.neurons * sum(self.ctx.mlp_scores[b][lo:hi]) / self.mlp
+        return self.ctx.rates.neurons * sum(self.ctx.mlp_scores[b][lo:hi]) / self.mlp
 
 
 def _with(spec: ArchSpec, b: int, **changes: object) -> ArchSpec:
