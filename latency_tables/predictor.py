@@ -55,16 +55,24 @@ def check_fits(table: LatencyTable, spec: ArchSpec) -> None:
         )
 
 
-def table_breakdown(table: LatencyTable, spec: ArchSpec) -> Breakdown:
+def table_breakdown(
+    table: LatencyTable, spec: ArchSpec, memo: dict[tuple[int, ...], float] | None = None
+) -> Breakdown:
+    """`memo` keeps block costs between calls on one table: a greedy search prices tens of
+    thousands of specs that differ from each other in one block."""
     check_fits(table, spec)
     info = spec.info
     counts = tokens_per_block(spec)
+    memo = {} if memo is None else memo
     attn, mlp = [], []
     for blk, n in zip(spec.blocks, counts, strict=True):
-        attn.append(
-            attention_ms(table, n, len(blk.heads), blk.qk_dim, blk.v_dim) if blk.attn else 0.0
-        )
-        mlp.append(mlp_ms(table, n, blk.mlp_hidden) if blk.mlp else 0.0)
+        a_key, m_key = (n, len(blk.heads), blk.qk_dim, blk.v_dim), (n, blk.mlp_hidden)
+        if blk.attn and a_key not in memo:
+            memo[a_key] = attention_ms(table, *a_key)
+        if blk.mlp and m_key not in memo:
+            memo[m_key] = mlp_ms(table, *m_key)
+        attn.append(memo[a_key] if blk.attn else 0.0)
+        mlp.append(memo[m_key] if blk.mlp else 0.0)
     selectors = [
         selector_ms(
             table,
@@ -134,6 +142,7 @@ class LutPredictor:
 
     def __post_init__(self) -> None:
         self.table = monotone(self.table)
+        self._memo: dict[tuple[int, ...], float] = {}
         base = (
             [(self.raw(p.arch), p.measured_ms) for p in calibration_models(self.table)]
             if self.use_table_models
@@ -144,7 +153,7 @@ class LutPredictor:
         self._fit()
 
     def raw(self, spec: ArchSpec) -> float:
-        return table_breakdown(self.table, spec).total_ms
+        return table_breakdown(self.table, spec, self._memo).total_ms
 
     def restore(self, points: list[tuple[float, float]] | list[list[float]]) -> None:
         """Reload the points a previous attempt of the same job measured."""

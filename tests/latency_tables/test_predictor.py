@@ -16,6 +16,7 @@ from latency_tables import (
     table_key,
 )
 from latency_tables.build import smallest_spec
+from latency_tables.predictor import monotone
 from vitprune.sample import sample_arch
 
 from .conftest import TINY
@@ -46,6 +47,22 @@ def test_more_work_never_predicts_less(macs_table):
     assert p.predict(lighter) < p.predict(spec)
     parts = table_breakdown(macs_table, lighter)
     assert parts.attention_ms[9] == 0.0 and parts.mlp_ms[3] < parts.mlp_ms[2]
+
+
+def test_a_prediction_does_not_depend_on_what_was_predicted_before(macs_table):
+    """The predictor keeps block costs between calls (a search prices tens of thousands of
+    specs): a kept cost must be the one its own block asks for, in any order."""
+    specs = [
+        sample_arch(TINY, seed=s, img_size=64, width_multiple=8, tokens=s % 2 == 0)
+        for s in range(12)
+    ]
+    specs += [ArchSpec.dense(TINY, 64), smallest_spec(TINY, 64, 1000)]
+    forward, backward = LutPredictor(macs_table), LutPredictor(macs_table)
+    ahead = [forward.raw(s) for s in specs]
+    behind = [backward.raw(s) for s in reversed(specs)][::-1]
+    fresh = [table_breakdown(monotone(macs_table), s).total_ms for s in specs]
+    assert ahead == behind == fresh
+    assert len(set(ahead)) == len(specs)
 
 
 def test_a_noisy_table_still_never_prices_a_removal_as_a_cost(macs_table):
