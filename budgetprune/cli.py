@@ -47,6 +47,8 @@ def _progress(status) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from budgetprune.config import get_settings
+
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -54,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         workers=args.workers,
+        timeout_graceful_shutdown=get_settings().shutdown_grace_s,
     )
     return 0
 
@@ -191,7 +194,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from budgetprune.config import get_settings
     from budgetprune.signing import CertificateSigner
     from worker.measurers import AnalyticalMeasurer, LocalMeasurer
-    from worker.pipeline import run_pipeline
 
     spec = _spec_from_args(args)
     if spec.fpga_profile:
@@ -228,6 +230,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         sys.stderr.write(f"[{progress:4.0%}] {phase} {extra}\n")
 
     import torch
+
+    from worker.pipeline import run_pipeline  # torch and timm: seconds, so after the checks
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     result = run_pipeline(

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         gt=0,
         description="how often a waiting worker or agent long poll looks at the store (reads)",
     )
+    shutdown_grace_s: int = Field(
+        5,
+        ge=1,
+        description="on SIGTERM the API finishes requests in flight for this long, then cuts "
+        "them: agents' long polls (up to 20 s) would otherwise hold a restart; agents re-poll",
+    )
     job_lease_s: float = Field(
         60.0, gt=0, description="a worker renews its hold on a running job this often x3"
     )

@@ -10,12 +10,12 @@ import json
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from api.deps import CallingAgent, SessionDep, SettingsDep, require_enrollment_token
-from api.problems import COMMON_ERRORS
+from api.problems import COMMON_ERRORS, problem
 from api.routes.devices import agent_public
 from budgetprune.config import Settings
 from budgetprune.schemas import (
@@ -61,6 +61,7 @@ async def heartbeat(
     agent_id: str,
     agent: CallingAgent,
     settings: SettingsDep,
+    request: Request,
     beat: AgentHeartbeat | None = None,
     wait: Annotated[
         float,
@@ -80,14 +81,18 @@ async def heartbeat(
     if not task_ids:
         return HeartbeatReply()
     deadline = time.monotonic() + min(wait, settings.lease_seconds / 3)
-    while True:
-        states = await run_in_threadpool(_lease_states, settings, agent_id, task_ids)
-        # also answer once a task finished: the agent has moved on and may watch another
-        if any(s != "held" for s in states.values()) or time.monotonic() >= deadline:
-            return HeartbeatReply(
-                cancelled_task_ids=[t for t, s in states.items() if s == "revoked"]
-            )
-        await asyncio.sleep(min(settings.poll_interval_s, max(deadline - time.monotonic(), 0)))
+    try:
+        while True:
+            states = await run_in_threadpool(_lease_states, settings, agent_id, task_ids)
+            # also answer once a task finished: the agent has moved on and may watch another
+            done = any(s != "held" for s in states.values()) or time.monotonic() >= deadline
+            if done or await request.is_disconnected():
+                return HeartbeatReply(
+                    cancelled_task_ids=[t for t, s in states.items() if s == "revoked"]
+                )
+            await asyncio.sleep(min(settings.poll_interval_s, max(deadline - time.monotonic(), 0)))
+    except asyncio.CancelledError:
+        return _shutting_down(request)
 
 
 def _try_lease(settings: Settings, agent: Agent) -> TaskLease | None:
@@ -126,20 +131,40 @@ async def next_task(
     agent_id: str,
     agent: CallingAgent,
     settings: SettingsDep,
+    request: Request,
     wait: Annotated[float, Query(ge=0, le=60, description="long-poll seconds")] = 20.0,
 ) -> TaskLease | Response:
     deadline = time.monotonic() + wait
     await run_in_threadpool(_touch, settings, agent_id)  # polling is a sign of life
-    while True:
-        # look with a read (often: a task waits at most a poll interval for its agent), lease
-        # with a write only when there may be something to lease
-        if await run_in_threadpool(_may_be_ready, settings, agent):
-            lease = await run_in_threadpool(_try_lease, settings, agent)
-            if lease is not None:
-                return lease
-        if time.monotonic() >= deadline:
-            return Response(status_code=status.HTTP_204_NO_CONTENT)
-        await asyncio.sleep(min(settings.poll_interval_s, max(deadline - time.monotonic(), 0)))
+    try:
+        while True:
+            # An agent that went away (stopped, killed) must not be handed a task it will
+            # never hear of (it would wait out the lease), nor hold the server's shutdown for
+            # the rest of its wait.
+            if await request.is_disconnected():
+                return Response(status_code=status.HTTP_204_NO_CONTENT)
+            # look with a read (often: a task waits at most a poll interval for its agent),
+            # lease with a write only when there may be something to lease
+            if await run_in_threadpool(_may_be_ready, settings, agent):
+                lease = await run_in_threadpool(_try_lease, settings, agent)
+                if lease is not None:
+                    return lease
+            if time.monotonic() >= deadline:
+                return Response(status_code=status.HTTP_204_NO_CONTENT)
+            await asyncio.sleep(min(settings.poll_interval_s, max(deadline - time.monotonic(), 0)))
+    except asyncio.CancelledError:
+        return _shutting_down(request)
+
+
+def _shutting_down(request: Request) -> Response:
+    """uvicorn cancels what still runs `shutdown_grace_s` after SIGTERM, and a cancelled
+    handler answers a bare 500. Long polls are what is still running then, and an agent may
+    simply ask again (it retries a 503)."""
+    response = problem(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "the server is restarting: poll again", request
+    )
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @router.get("/{agent_id}/tasks/{task_id}/model", response_class=FileResponse)

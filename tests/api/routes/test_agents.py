@@ -6,28 +6,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.agents import ENROLL_HEADERS, register_agent  # noqa: E402
+from utils.agents import ENROLL_HEADERS, queue_task, register_agent  # noqa: E402
 
-from budgetprune.schemas import MeasureProtocol  # noqa: E402
 from budgetprune.store import MeasurementTask, crud, session_scope  # noqa: E402
-
-
-def _queue_task(settings, device="cpu") -> str:
-    model = settings.data_dir / "jobs" / "j" / "m.onnx"
-    model.parent.mkdir(parents=True)
-    model.write_bytes(b"onnx-bytes")
-    with session_scope(settings.database_url) as s:
-        task = crud.create_measurement(
-            s,
-            job_id=None,
-            device=device,
-            runtime="onnxruntime",
-            protocol=MeasureProtocol.quick(),
-            input_shape=[1, 3, 32, 32],
-            model_path="jobs/j/m.onnx",
-            model_sha256="ab" * 32,
-        )
-        return task.id
 
 
 def test_agent_calls_need_the_token(client):
@@ -52,7 +33,7 @@ def test_register_lease_download_report(client, settings):
     r = client.get(f"/v1/agents/{agent_id}/tasks/next?wait=0", headers=mine)
     assert r.status_code == 204
 
-    task_id = _queue_task(settings)
+    task_id = queue_task(settings)
     r = client.get(f"/v1/agents/{agent_id}/tasks/next?wait=1", headers=mine)
     assert r.status_code == 200, r.text
     lease = r.json()
@@ -100,7 +81,7 @@ def _running_job_with_leased_task(client, settings, agent_id, headers) -> tuple[
     job_id = job_id.json()["id"]
     with session_scope(settings.database_url) as s:
         crud.update_job(s, job_id=job_id, state="running", phase="baseline")
-    task_id = _queue_task(settings)
+    task_id = queue_task(settings)
     with session_scope(settings.database_url) as s:
         s.get(MeasurementTask, task_id).job_id = job_id
     lease = client.get(f"/v1/agents/{agent_id}/tasks/next?wait=1", headers=headers).json()
