@@ -7,6 +7,11 @@ Runtime here and compare. Reports the median and 95th-percentile absolute percen
 the share within 5% and 10%, for the calibrated predictor, the raw table sum and, as a baseline,
 the linear-in-MACs predictor fitted on the same calibration models.
 
+With `--again`, every held-out model is exported and measured a second time after the first
+pass (in reverse order, so each pair is minutes apart): how well the device agrees with itself
+is the ceiling for any predictor (a perfect one of the first pass is right against the second
+only as often), and the predictors are also scored against the mean of the two measurements.
+
     .venv/bin/python bench/predictor_accuracy.py --out bench/results/predictor_accuracy.json
 
 Results and conditions: bench/README.md, section "Latency predictor accuracy".
@@ -152,6 +157,8 @@ def run_model(args, model: str) -> dict:
                 file=sys.stderr,
                 flush=True,
             )
+        if args.again:
+            _measure_again(rows, args, model, dense, onnx_path, measurer, protocol, shape, table)
     measured = [r["measured_ms"] for r in rows]
     return {
         "model": model,
@@ -167,8 +174,47 @@ def run_model(args, model: str) -> dict:
         "table_raw": summary([r["table_ms"] for r in rows], measured),
         "linear_macs": summary([r["linear_ms"] for r in rows], measured),
         **(_drift(rows, measured, lut.predict(dense_spec)) if args.reference else {}),
+        **(_self_agreement(rows) if args.again else {}),
         "rows": rows,
     }
+
+
+def _measure_again(rows, args, model, dense, onnx_path, measurer, protocol, shape, table) -> None:
+    """Every held-out model a second time, in reverse order (each pair minutes apart)."""
+    for r in reversed(rows):
+        spec = sample_arch(
+            model,
+            seed=r["seed"],
+            img_size=args.img_size,
+            width_multiple=args.width_multiple,
+            tokens=True,
+        )
+        export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
+        again = measurer.measure(onnx_path, protocol, shape)
+        r["measured_again_ms"] = float(getattr(again.stats, table.statistic))
+        r["stable_again"] = again.stable
+        print(
+            f"{model} seed {r['seed']}: again {r['measured_again_ms']:.3f} "
+            f"({100 * (r['measured_again_ms'] / r['measured_ms'] - 1):+.1f}%)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _self_agreement(rows: list[dict]) -> dict:
+    """The device against itself (the second pass as the truth for the first), and the
+    predictors against the mean of both passes (half the measurement noise in the truth)."""
+    first = [r["measured_ms"] for r in rows]
+    second = [r["measured_again_ms"] for r in rows]
+    mean = [(a + b) / 2 for a, b in zip(first, second, strict=True)]
+    out = {
+        "device_self": summary(first, second),
+        "lut_vs_mean": summary([r["predicted_ms"] for r in rows], mean),
+        "linear_vs_mean": summary([r["linear_ms"] for r in rows], mean),
+    }
+    if rows and rows[0]["rebased_ms"] is not None:
+        out["lut_rebased_vs_mean"] = summary([r["rebased_ms"] for r in rows], mean)
+    return out
 
 
 def _drift(rows: list[dict], measured: list[float], dense_predicted: float) -> dict:
@@ -210,6 +256,11 @@ def main() -> int:
         help="do not time the dense model between held-out models (no drift figures)",
     )
     parser.add_argument("--statistic", default="p50_ms", choices=["p50_ms", "min_ms"])
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="measure every held-out model a second time: the device's agreement with itself",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -245,6 +296,11 @@ def main() -> int:
         print(r["model"], "lut", r["lut"], "raw", r["table_raw"], "linear", r["linear_macs"])
         if "lut_rebased" in r:
             print(r["model"], "rebased", r["lut_rebased"], "reference", r["reference"])
+        if "device_self" in r:
+            print(r["model"], "device against itself", r["device_self"])
+            print(r["model"], "lut vs mean", r["lut_vs_mean"])
+            if "lut_rebased_vs_mean" in r:
+                print(r["model"], "rebased vs mean", r["lut_rebased_vs_mean"])
     return 0
 
 
