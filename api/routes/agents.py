@@ -56,7 +56,11 @@ def _lease_states(settings: Settings, agent_id: str, task_ids: list[str]) -> dic
         return dict(crud.lease_states(session, agent_id=agent_id, task_ids=task_ids))
 
 
-@router.post("/{agent_id}/heartbeat", response_model=HeartbeatReply)
+# A long poll still open when the API is stopping (`shutdown_grace_s` after SIGTERM)
+RESTARTING = {503: {"description": "the server is restarting: poll again (Retry-After)"}}
+
+
+@router.post("/{agent_id}/heartbeat", response_model=HeartbeatReply, responses=RESTARTING)
 async def heartbeat(
     agent_id: str,
     agent: CallingAgent,
@@ -125,7 +129,7 @@ def _touch(settings: Settings, agent_id: str) -> None:
 @router.get(
     "/{agent_id}/tasks/next",
     response_model=TaskLease,
-    responses={204: {"description": "no task within the wait"}},
+    responses={204: {"description": "no task within the wait"}, **RESTARTING},
 )
 async def next_task(
     agent_id: str,

@@ -47,7 +47,7 @@ def test_the_api_stops_within_its_grace_while_an_agent_polls(tmp_path):
     with _api(tmp_path, BUDGETPRUNE_SHUTDOWN_GRACE_S="1") as stack:
         with httpx.Client(base_url=stack.url) as http:
             agent_id, mine = register_agent(http)
-        answers: list[httpx.Response] = []
+        answers: list[httpx.Response | httpx.HTTPError] = []
 
         def poll() -> None:
             with httpx.Client(base_url=stack.url, timeout=30) as agent:
@@ -67,5 +67,6 @@ def test_the_api_stops_within_its_grace_while_an_agent_polls(tmp_path):
         poller.join(timeout=30)
     assert stopped_in < 6, f"the API took {stopped_in:.1f} s to stop"
     (answer,) = answers
+    assert isinstance(answer, httpx.Response), f"the poll got no answer: {answer!r}"
     assert answer.status_code == 503, "cut with a 503 the agent retries, not a bare 500"
     assert answer.headers["retry-after"] == "1" and "poll again" in answer.json()["detail"]
