@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,8 @@ def run_model(args, model: str) -> dict:
                 flush=True,
             )
         if args.again:
-            _measure_again(rows, args, model, dense, onnx_path, measurer, protocol, shape, table)
+            timed = partial(measurer.measure, protocol=protocol, input_shape=shape)
+            _measure_again(rows, args, model, dense, onnx_path, timed, table.statistic, reference)
     measured = [r["measured_ms"] for r in rows]
     return {
         "model": model,
@@ -179,8 +181,10 @@ def run_model(args, model: str) -> dict:
     }
 
 
-def _measure_again(rows, args, model, dense, onnx_path, measurer, protocol, shape, table) -> None:
-    """Every held-out model a second time, in reverse order (each pair minutes apart)."""
+def _measure_again(rows, args, model, dense, onnx_path, timed, statistic: str, reference) -> None:
+    """Every held-out model a second time, in reverse order (each pair minutes apart), with
+    the dense reference timed after each as in the first pass (when the first pass did)."""
+    ref_before = reference() if args.reference else None
     for r in reversed(rows):
         spec = sample_arch(
             model,
@@ -190,9 +194,13 @@ def _measure_again(rows, args, model, dense, onnx_path, measurer, protocol, shap
             tokens=True,
         )
         export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
-        again = measurer.measure(onnx_path, protocol, shape)
-        r["measured_again_ms"] = float(getattr(again.stats, table.statistic))
+        again = timed(onnx_path)
+        r["measured_again_ms"] = float(getattr(again.stats, statistic))
         r["stable_again"] = again.stable
+        if args.reference:
+            ref_after = reference()
+            r["reference_again_ms"] = [ref_before, ref_after]
+            ref_before = ref_after
         print(
             f"{model} seed {r['seed']}: again {r['measured_again_ms']:.3f} "
             f"({100 * (r['measured_again_ms'] / r['measured_ms'] - 1):+.1f}%)",
@@ -214,6 +222,11 @@ def _self_agreement(rows: list[dict]) -> dict:
     }
     if rows and rows[0]["rebased_ms"] is not None:
         out["lut_rebased_vs_mean"] = summary([r["rebased_ms"] for r in rows], mean)
+        # each measurement over the dense reference timed around it: the host's speed at that
+        # moment divided out, as a job's rescale on its dense baseline does
+        ratio = [m / (sum(r["reference_ms"]) / 2) for m, r in zip(first, rows, strict=True)]
+        again = [m / (sum(r["reference_again_ms"]) / 2) for m, r in zip(second, rows, strict=True)]
+        out["device_self_over_reference"] = summary(ratio, again)
     return out
 
 
@@ -298,6 +311,8 @@ def main() -> int:
             print(r["model"], "rebased", r["lut_rebased"], "reference", r["reference"])
         if "device_self" in r:
             print(r["model"], "device against itself", r["device_self"])
+            if "device_self_over_reference" in r:
+                print(r["model"], "over the reference", r["device_self_over_reference"])
             print(r["model"], "lut vs mean", r["lut_vs_mean"])
             if "lut_rebased_vs_mean" in r:
                 print(r["model"], "rebased vs mean", r["lut_rebased_vs_mean"])
