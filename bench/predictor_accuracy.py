@@ -12,6 +12,12 @@ pass (in reverse order, so each pair is minutes apart): how well the device agre
 is the ceiling for any predictor (a perfect one of the first pass is right against the second
 only as often), and the predictors are also scored against the mean of the two measurements.
 
+With `--rounds R`, each held-out model is also timed in R short rounds alternating with the
+dense model (one batch of `--runs` each), and its latency taken as the median over rounds of
+its time over the dense model's in the same round: a slow phase of the host that lasts longer
+than a round hits both alike. The predictors are scored on that ratio too (the job-style
+predictor rescaled to the dense model is a ratio predictor).
+
     .venv/bin/python bench/predictor_accuracy.py --out bench/results/predictor_accuracy.json
 
 Results and conditions: bench/README.md, section "Latency predictor accuracy".
@@ -113,6 +119,19 @@ def run_model(args, model: str) -> dict:
             stats = measurer.measure(ref_path, protocol, shape).stats
             return float(getattr(stats, table.statistic))
 
+        short = protocol.model_copy(update={"max_batches": 1})
+
+        def interleaved() -> dict:
+            """The model at `onnx_path` over the dense model, round by round."""
+            ratios = []
+            for _ in range(args.rounds):
+                model_s, ref_s = (measurer.measure(p, short, shape).stats for p in paths)
+                ratios.append(getattr(model_s, table.statistic) / getattr(ref_s, table.statistic))
+            return {"median": float(np.median(ratios)), "rounds": ratios}
+
+        paths = (onnx_path, ref_path)
+        to_dense = LutPredictor(table)
+        to_dense.add(dense_spec, 1.0)  # its predictions are ratios to the dense model now
         ref_before = reference() if args.reference else None
         for seed in range(args.first_seed, args.first_seed + args.n):
             spec = sample_arch(
@@ -148,6 +167,9 @@ def run_model(args, model: str) -> dict:
                     "linear_ms": linear.predict(spec),
                     "reference_ms": [ref_before, ref_after] if args.reference else None,
                     "rebased_ms": rebased,
+                    "ratio": interleaved() if args.rounds else None,
+                    "predicted_ratio": to_dense.predict(spec),
+                    "linear_ratio": linear.predict(spec) / linear.predict(dense_spec),
                 }
             )
             ref_before = ref_after
@@ -160,7 +182,9 @@ def run_model(args, model: str) -> dict:
             )
         if args.again:
             timed = partial(measurer.measure, protocol=protocol, input_shape=shape)
-            _measure_again(rows, args, model, dense, onnx_path, timed, table.statistic, reference)
+            _measure_again(
+                rows, args, model, dense, onnx_path, timed, table.statistic, reference, interleaved
+            )
     measured = [r["measured_ms"] for r in rows]
     return {
         "model": model,
@@ -177,11 +201,14 @@ def run_model(args, model: str) -> dict:
         "linear_macs": summary([r["linear_ms"] for r in rows], measured),
         **(_drift(rows, measured, lut.predict(dense_spec)) if args.reference else {}),
         **(_self_agreement(rows) if args.again else {}),
+        **(_ratios(rows, args.again) if args.rounds else {}),
         "rows": rows,
     }
 
 
-def _measure_again(rows, args, model, dense, onnx_path, timed, statistic: str, reference) -> None:
+def _measure_again(
+    rows, args, model, dense, onnx_path, timed, statistic: str, reference, interleaved
+) -> None:
     """Every held-out model a second time, in reverse order (each pair minutes apart), with
     the dense reference timed after each as in the first pass (when the first pass did)."""
     ref_before = reference() if args.reference else None
@@ -201,12 +228,30 @@ def _measure_again(rows, args, model, dense, onnx_path, timed, statistic: str, r
             ref_after = reference()
             r["reference_again_ms"] = [ref_before, ref_after]
             ref_before = ref_after
+        if args.rounds:
+            r["ratio_again"] = interleaved()
         print(
             f"{model} seed {r['seed']}: again {r['measured_again_ms']:.3f} "
             f"({100 * (r['measured_again_ms'] / r['measured_ms'] - 1):+.1f}%)",
             file=sys.stderr,
             flush=True,
         )
+
+
+def _ratios(rows: list[dict], again: bool) -> dict:
+    """The predictors against the interleaved ratio to the dense model, and (with `again`)
+    that ratio against itself."""
+    first = [r["ratio"]["median"] for r in rows]
+    out = {
+        "ratio_lut": summary([r["predicted_ratio"] for r in rows], first),
+        "ratio_linear": summary([r["linear_ratio"] for r in rows], first),
+    }
+    if again:
+        second = [r["ratio_again"]["median"] for r in rows]
+        mean = [(a + b) / 2 for a, b in zip(first, second, strict=True)]
+        out["ratio_self"] = summary(first, second)
+        out["ratio_lut_vs_mean"] = summary([r["predicted_ratio"] for r in rows], mean)
+    return out
 
 
 def _self_agreement(rows: list[dict]) -> dict:
@@ -270,6 +315,12 @@ def main() -> int:
     )
     parser.add_argument("--statistic", default="p50_ms", choices=["p50_ms", "min_ms"])
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="also time each model in this many rounds alternating with the dense model",
+    )
+    parser.add_argument(
         "--again",
         action="store_true",
         help="measure every held-out model a second time: the device's agreement with itself",
@@ -309,6 +360,9 @@ def main() -> int:
         print(r["model"], "lut", r["lut"], "raw", r["table_raw"], "linear", r["linear_macs"])
         if "lut_rebased" in r:
             print(r["model"], "rebased", r["lut_rebased"], "reference", r["reference"])
+        for key in ("ratio_lut", "ratio_linear", "ratio_self", "ratio_lut_vs_mean"):
+            if key in r:
+                print(r["model"], key, r[key])
         if "device_self" in r:
             print(r["model"], "device against itself", r["device_self"])
             if "device_self_over_reference" in r:
