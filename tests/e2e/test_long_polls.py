@@ -60,7 +60,7 @@ def test_the_api_stops_within_its_grace_while_an_agent_polls(tmp_path):
 
         poller = threading.Thread(target=poll)
         poller.start()
-        time.sleep(0.5)
+        time.sleep(1.5)  # the poll is in the server's hands (it waits 20 s)
         started = time.monotonic()
         stack.stop("api", grace=30)
         stopped_in = time.monotonic() - started
