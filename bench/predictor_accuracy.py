@@ -31,7 +31,6 @@ import os
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -119,21 +118,8 @@ def run_model(args, model: str) -> dict:
             stats = measurer.measure(ref_path, protocol, shape).stats
             return float(getattr(stats, table.statistic))
 
-        short = protocol.model_copy(update={"max_batches": 1})
-
-        def interleaved() -> dict:
-            """The model at `onnx_path` over the dense model, round by round."""
-            ratios = []
-            for _ in range(args.rounds):
-                model_s, ref_s = (measurer.measure(p, short, shape).stats for p in paths)
-                ratios.append(getattr(model_s, table.statistic) / getattr(ref_s, table.statistic))
-            return {"median": float(np.median(ratios)), "rounds": ratios}
-
-        paths = (onnx_path, ref_path)
-        to_dense = LutPredictor(table)
-        to_dense.add(dense_spec, 1.0)  # its predictions are ratios to the dense model now
-        ref_before = reference() if args.reference else None
-        for seed in range(args.first_seed, args.first_seed + args.n):
+        def held_out(seed: int) -> ArchSpec:
+            """Held-out spec `seed`, its sub-network exported to `onnx_path`."""
             spec = sample_arch(
                 model,
                 seed=seed,
@@ -142,7 +128,27 @@ def run_model(args, model: str) -> dict:
                 tokens=True,
             )
             export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
-            result = measurer.measure(onnx_path, protocol, shape)
+            return spec
+
+        def timed(chosen: MeasureProtocol = protocol, path: Path = onnx_path):
+            return measurer.measure(path, chosen, shape)
+
+        short = protocol.model_copy(update={"max_batches": 1})
+
+        def interleaved() -> dict:
+            """The model at `onnx_path` over the dense model, round by round."""
+            ratios = []
+            for _ in range(args.rounds):
+                model_s, ref_s = (timed(short, p).stats for p in (onnx_path, ref_path))
+                ratios.append(getattr(model_s, table.statistic) / getattr(ref_s, table.statistic))
+            return {"median": float(np.median(ratios)), "rounds": ratios}
+
+        to_dense = LutPredictor(table)
+        to_dense.add(dense_spec, 1.0)  # its predictions are ratios to the dense model now
+        ref_before = reference() if args.reference else None
+        for seed in range(args.first_seed, args.first_seed + args.n):
+            spec = held_out(seed)
+            result = timed()
             measured = float(getattr(result.stats, table.statistic))
             ref_after = reference() if args.reference else None
             rebased = None
@@ -181,9 +187,8 @@ def run_model(args, model: str) -> dict:
                 flush=True,
             )
         if args.again:
-            timed = partial(measurer.measure, protocol=protocol, input_shape=shape)
             _measure_again(
-                rows, args, model, dense, onnx_path, timed, table.statistic, reference, interleaved
+                rows, args, model, held_out, timed, table.statistic, reference, interleaved
             )
     measured = [r["measured_ms"] for r in rows]
     return {
@@ -207,21 +212,14 @@ def run_model(args, model: str) -> dict:
 
 
 def _measure_again(
-    rows, args, model, dense, onnx_path, timed, statistic: str, reference, interleaved
+    rows, args, model, held_out, timed, statistic: str, reference, interleaved
 ) -> None:
     """Every held-out model a second time, in reverse order (each pair minutes apart), with
     the dense reference timed after each as in the first pass (when the first pass did)."""
     ref_before = reference() if args.reference else None
     for r in reversed(rows):
-        spec = sample_arch(
-            model,
-            seed=r["seed"],
-            img_size=args.img_size,
-            width_multiple=args.width_multiple,
-            tokens=True,
-        )
-        export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
-        again = timed(onnx_path)
+        held_out(r["seed"])
+        again = timed()
         r["measured_again_ms"] = float(getattr(again.stats, statistic))
         r["stable_again"] = again.stable
         if args.reference:
