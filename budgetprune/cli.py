@@ -138,6 +138,7 @@ def _spec_from_args(args: argparse.Namespace):
         "dataset": args.dataset,
         "checkpoint": args.checkpoint,
         "finetune_steps": args.finetune_steps,
+        "margin": args.margin,
         "latency_table": args.latency_table,
         "certification": args.certification,
     }
@@ -513,6 +514,12 @@ def _job_args(p: argparse.ArgumentParser, *, server: bool) -> None:
     p.add_argument("--dataset", help="ImageFolder dir or zip (on the server for submit)")
     p.add_argument("--checkpoint", help="dense weights: .safetensors or .pt (weights only)")
     p.add_argument("--finetune-steps", type=int, help="distillation steps after pruning")
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="certify at or under budget x (1 - margin) (default 0.05): headroom for a "
+        "re-measure; raise it on a shared or throttling device",
+    )
     p.add_argument(
         "--latency-table",
         help="a table from `lut build` to predict with, or 'auto' (the device's own, built "

@@ -27,7 +27,7 @@ def bp(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
         },
     )
     if check:
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     return proc
 
 
@@ -39,7 +39,10 @@ def one_json(proc: subprocess.CompletedProcess) -> dict:
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory) -> Path:
-    """A local job (no server), budget 70% of the dense p90 at 32x32."""
+    """A local job (no server), budget 70% of the dense p90 at 32x32, certified with a 15%
+    margin: this sub-millisecond model's p90 moves 5-10% between processes minutes apart on a
+    shared 2-vCPU host (0.74-0.80 ms here), and `verify --remeasure` is a new process later;
+    CI failed twice with the default 5%, every re-measure over the budget."""
     cwd = tmp_path_factory.mktemp("cli")
     body = one_json(
         bp(
@@ -50,6 +53,8 @@ def pruned(tmp_path_factory) -> Path:
             "32",
             "--budget-fraction",
             "0.7",
+            "--margin",
+            "0.15",
             "--out",
             str(cwd / "out"),
             "--json",
@@ -72,6 +77,9 @@ def test_prune_writes_the_delivered_files(pruned):
         "report.json",
     ]
     assert (pruned / "out" / "latency.svg").read_text().startswith("<svg")
+    cert = json.loads((pruned / "out" / "certificate.json").read_text())
+    assert cert["margin"] == 0.15
+    assert cert["certified_ms"] <= cert["budget_ms"] * 0.85
 
 
 @pytest.mark.slow
@@ -93,14 +101,18 @@ def test_verify_fails_on_tampered_model(pruned, tmp_path):
     assert "model_sha256" in one_json(proc)["error"]
 
 
-def test_invalid_input_with_json_is_still_one_json_object(tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "value", "field"), [("--budget-ms", "-3", "budget"), ("--margin", "0.6", "margin")]
+)
+def test_invalid_input_with_json_is_still_one_json_object(tmp_path, flag, value, field):
+    budget = [] if flag == "--budget-ms" else ["--budget-ms", "5"]
     proc = bp(
-        "prune", "--model", MODEL, "--budget-ms", "-3", "--out", "o", "--json",
+        "prune", "--model", MODEL, flag, value, *budget, "--out", "o", "--json",
         cwd=tmp_path, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
     body = one_json(proc)
-    assert body["ok"] is False and "budget" in body["error"]
+    assert body["ok"] is False and field in body["error"]
 
 
 def test_verify_trusts_only_a_key_it_was_given(delivered, tmp_path):
