@@ -76,6 +76,12 @@ class TableGrid(BaseModel):
     reference_every: int = Field(
         16, ge=0, description="graphs between two timings of the reference graph (0: none)"
     )
+    whole_rounds: int = Field(
+        2,
+        ge=1,
+        description="passes over the whole models, each timed between two timings of the "
+        "dense model",
+    )
 
     def tokens(self, info: ModelInfo, img_size: int) -> list[int]:
         patches = info.num_patches(img_size)
@@ -200,10 +206,16 @@ class _Bench:
         self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
     ) -> float:
         """One graph, in the units of the device's speed at the start of the build."""
+        ms = self._timed(path, input_shape, protocol)
+        path.unlink(missing_ok=True)
+        return ms
+
+    def _timed(
+        self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
+    ) -> float:
         if self.drift and self.count - self.drift[-1].after >= self.reference_every:
             self.read_reference()
         ms = self._time(path, input_shape, protocol)
-        path.unlink(missing_ok=True)
         self.count += 1
         return ms / self.speed
 
@@ -221,20 +233,44 @@ class _Bench:
             )
         return float(getattr(result.stats, self.statistic))
 
-    def whole(self, model: nn.Module, spec: ArchSpec, batch_size: int) -> float:
-        path = self.work_dir / f"g{self.count}.onnx"
-        export_onnx(
-            extract_subnet(model, spec), path, img_size=spec.img_size, batch_size=batch_size
-        )
-        self.read_reference()  # a whole model is long and each one calibrates the line
-        # whole models are timed like any other: at least 200 runs
+    def wholes(
+        self, model: nn.Module, specs: list[ArchSpec], batch_size: int, rounds: int
+    ) -> tuple[list[float], list[list[float]]]:
+        """Whole models, `specs[0]` the dense one: each timed between two timings of the dense
+        model, `rounds` times over, and put at its median ratio to the dense model times the
+        dense model's median time. A slow phase of a shared host that outlasts one model hits
+        the dense timings around it alike, so the calibration line and the dense anchor a job
+        rescales on read one speed: timed one after another instead, the dense model read 2.8%
+        slower than the line through the samples put it (30.15 against 29.31 ms) and every
+        job's prediction came out 3.7% low (bench/README.md, 2026-12-06). Returns the times
+        and each model's ratios (the dense model's: its timings over their median)."""
+        shape = [batch_size, 3, specs[0].img_size, specs[0].img_size]
+        paths = []
+        for i, spec in enumerate(specs):
+            paths.append(self.work_dir / f"whole{i}.onnx")
+            export_onnx(
+                extract_subnet(model, spec), paths[-1], img_size=spec.img_size,
+                batch_size=batch_size,
+            )  # fmt: skip
+        # a whole model is long: one batch of at least 100 runs a timing, the rounds repeat it
         protocol = self.protocol.model_copy(
-            update={
-                "runs": max(self.protocol.runs, 100),
-                "max_batches": max(self.protocol.max_batches, 2),
-            }
+            update={"runs": max(self.protocol.runs, 100), "max_batches": 1}
         )
-        return self._measure(path, [batch_size, 3, spec.img_size, spec.img_size], protocol)
+        dense: list[float] = []
+        ratios: list[list[float]] = [[] for _ in specs[1:]]
+        for _ in range(rounds):
+            dense.append(self._timed(paths[0], shape, protocol))
+            for i, path in enumerate(paths[1:]):
+                ms = self._timed(path, shape, protocol)
+                dense.append(self._timed(paths[0], shape, protocol))
+                ratios[i].append(ms / ((dense[-2] + dense[-1]) / 2))
+        dense_ms = float(np.median(dense))
+        for path in paths:
+            path.unlink()
+        return (
+            [dense_ms] + [float(np.median(r)) * dense_ms for r in ratios],
+            [[ms / dense_ms for ms in dense], *ratios],
+        )
 
     def slope(
         self, make: Callable[[int], nn.Module], input_shape: list[int], depths: list[int]
@@ -392,15 +428,18 @@ def build_table(
             )
             for s in range(grid.whole_models)
         ]
+        times, ratios = bench.wholes(
+            dense, [spec for _, spec in specs], batch_size, grid.whole_rounds
+        )
         points = []
-        for role, spec in specs:
-            measured = bench.whole(dense, spec, batch_size)
+        for (role, spec), measured, rounds in zip(specs, times, ratios, strict=True):
             points.append(
                 WholeModelPoint(
                     arch=spec,
                     measured_ms=measured,
                     table_ms=table_breakdown(table, spec).total_ms,
                     role=role,
+                    over_dense=rounds,
                 )
             )
             say(

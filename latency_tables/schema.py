@@ -138,6 +138,12 @@ class WholeModelPoint(BaseModel):
         description="sample: a random sub-network, what the calibration line is fitted on; "
         "dense and smallest: the two ends, kept as checks",
     )
+    over_dense: list[float] | None = Field(
+        None,
+        description="its time over the dense model's timed around it, per round (the dense "
+        "model: each timing over their median); measured_ms is the median ratio times the "
+        "dense model's median time. None in tables built before whole models were interleaved",
+    )
 
 
 class DriftReading(BaseModel):

@@ -157,3 +157,34 @@ def test_reference_noise_inside_the_dead_band_is_not_applied():
     assert bench.speed == 1.0  # one slow reading: the median of the last five is 1.01
     bench.drift += [DriftReading(after=40, ms=1.5), DriftReading(after=44, ms=1.5)]
     assert bench.speed == pytest.approx(1.5)
+
+
+class _Creeps(MacsMeasurer):
+    """A host that gets 1% slower with every measurement from its `at`-th on (no reference
+    graph here to follow it)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def measure(self, onnx_path, protocol, input_shape):
+        result = super().measure(onnx_path, protocol, input_shape)
+        factor = 1 + 0.01 * max(0, self.calls - self.at)
+        slow = [result.stats.p50_ms * factor] * protocol.runs
+        return result.model_copy(update={"stats": latency_stats(slow, warmup=protocol.warmup)})
+
+
+def test_whole_models_are_timed_against_the_dense_model_around_them(macs_table):
+    """The line a job rescales is anchored on the dense model: each whole model's time over the
+    dense model's must be the device's, whatever speed the host had while it was timed. Timed
+    one after another (the dense model first), this creep put the samples 2-5% high."""
+    steady = {p.arch.sha256(): p.measured_ms for p in macs_table.whole_models}
+    grid = SMALL_GRID.model_copy(update={"reference_every": 0})
+    creeping = _Creeps(at=macs_table.measurements - 4)
+    table = build_table(TINY, 64, creeping, threads=1, grid=grid)
+    dense = table.whole_models[0]
+    assert dense.role == "dense" and len(dense.over_dense) == 2 * (len(table.whole_models) - 1) + 2
+    for p in table.whole_models[1:]:
+        assert len(p.over_dense) == grid.whole_rounds
+        truth = steady[p.arch.sha256()] / steady[dense.arch.sha256()]
+        assert p.measured_ms / dense.measured_ms == pytest.approx(truth, rel=1e-3)
