@@ -143,8 +143,23 @@ def run_model(args, model: str) -> dict:
                 ratios.append(getattr(model_s, table.statistic) / getattr(ref_s, table.statistic))
             return {"median": float(np.median(ratios)), "rounds": ratios}
 
-        to_dense = LutPredictor(table)
-        to_dense.add(dense_spec, 1.0)  # its predictions are ratios to the dense model now
+        # ratio predictors, by table: anchored as a job is (the dense model's build-time time)
+        # and on the calibration line's own dense prediction
+        tables = {"table": table} | {p.stem: load_table(p) for p in args.compare_table}
+        anchored: dict[str, tuple[LutPredictor, LutPredictor]] = {}
+        for name, t in tables.items():
+            anchored[name] = (LutPredictor(t), LutPredictor(t))
+            anchored[name][0].add(dense_spec, 1.0)  # its predictions are ratios now
+
+        def ratio_predictions(spec: ArchSpec) -> dict[str, dict[str, float]]:
+            return {
+                name: {
+                    "job": job.predict(spec),
+                    "line": line.predict(spec) / line.predict(dense_spec),
+                }
+                for name, (job, line) in anchored.items()
+            }
+
         ref_before = reference() if args.reference else None
         for seed in range(args.first_seed, args.first_seed + args.n):
             spec = held_out(seed)
@@ -174,7 +189,8 @@ def run_model(args, model: str) -> dict:
                     "reference_ms": [ref_before, ref_after] if args.reference else None,
                     "rebased_ms": rebased,
                     "ratio": interleaved() if args.rounds else None,
-                    "predicted_ratio": to_dense.predict(spec),
+                    "predicted_ratio": anchored["table"][0].predict(spec),
+                    "ratio_predictions": ratio_predictions(spec),
                     "linear_ratio": linear.predict(spec) / linear.predict(dense_spec),
                 }
             )
@@ -243,6 +259,14 @@ def _ratios(rows: list[dict], again: bool) -> dict:
     out = {
         "ratio_lut": summary([r["predicted_ratio"] for r in rows], first),
         "ratio_linear": summary([r["linear_ratio"] for r in rows], first),
+        "ratio_by_table": {
+            name: {
+                anchor: summary([r["ratio_predictions"][name][anchor] for r in rows], first)
+                | {"signed_median_pct": _signed(rows, name, anchor, first)}
+                for anchor in ("job", "line")
+            }
+            for name in rows[0]["ratio_predictions"]
+        },
     }
     if again:
         second = [r["ratio_again"]["median"] for r in rows]
@@ -250,6 +274,11 @@ def _ratios(rows: list[dict], again: bool) -> dict:
         out["ratio_self"] = summary(first, second)
         out["ratio_lut_vs_mean"] = summary([r["predicted_ratio"] for r in rows], mean)
     return out
+
+
+def _signed(rows: list[dict], name: str, anchor: str, truth: list[float]) -> float:
+    predicted = [r["ratio_predictions"][name][anchor] for r in rows]
+    return float(np.median(np.array(predicted) / np.array(truth) - 1) * 100)
 
 
 def _self_agreement(rows: list[dict]) -> dict:
@@ -323,6 +352,13 @@ def main() -> int:
         action="store_true",
         help="measure every held-out model a second time: the device's agreement with itself",
     )
+    parser.add_argument(
+        "--compare-table",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more tables of the same model to score on the same measurements (with --rounds)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -361,6 +397,9 @@ def main() -> int:
         for key in ("ratio_lut", "ratio_linear", "ratio_self", "ratio_lut_vs_mean"):
             if key in r:
                 print(r["model"], key, r[key])
+        for name, anchors in r.get("ratio_by_table", {}).items():
+            for anchor, score in anchors.items():
+                print(r["model"], name, f"anchored on the {anchor}'s dense", score)
         if "device_self" in r:
             print(r["model"], "device against itself", r["device_self"])
             if "device_self_over_reference" in r:
