@@ -16,10 +16,15 @@ what carries the class) is too slow, the keep ratios are learned at that schedul
 widths shrink to the goal (NetAdapt on the token spec, at the exchange rates between kinds that
 leave it closest to the teacher, `NetAdapt.calibrated`); the notes say so.
 
-How much of the cut tokens take is not chosen that way: the KL before tuning ranks token cuts
-far better than width cuts (at 35% of the latency on CIFAR-10: 0.46 for the strongest schedule
-with widths taking the rest, 1.18 for r = 0.9), while after training a width-only cut was 3-7
-points more accurate (bench/README.md).
+How much of the cut tokens take is chosen, with data, by a short tuned probe: the schedule the
+goal allows by tokens alone (the floor when none does) and milder ones up to r = MILDEST, widths
+taking the rest, each distilled for a sixth of the job's steps on a throwaway copy and scored by
+its KL to the teacher on calibration batches; the lowest wins. Scored before any tuning the KL
+ranks token cuts far better than width cuts (at 35% of the latency on CIFAR-10: 0.46 for the
+strongest schedule with widths taking the rest, 1.18 for r = 0.9), while after training a
+width-only cut was 3-7 points more accurate (bench/README.md): a token cut loses little at once
+and recovers little, a width cut the opposite, so only tuning tells them apart. The probes are
+search compute (like the KL scoring): the delivered weights never see their steps.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from vitprune.strategies.base import (
     UnitRates,
     register_strategy,
 )
-from vitprune.strategies.calibration import calibration_batches
+from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.lagrangian import LatencyLagrangian
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
@@ -54,9 +59,11 @@ from vitprune.train import (
     save_checkpoint,
 )
 
-__all__ = ["TokenPruning", "keep_schedule", "scaled_to", "with_tokens"]
+__all__ = ["TokenPruning", "keep_schedule", "scaled_to", "split_ratios", "with_tokens"]
 
 MIN_RATIO = 0.5
+MILDEST = 0.9  # the mildest schedule a probe tries: 90%, 81%, 73% of the patches kept
+PROBE_SHARE = 1 / 6  # of a job's steps, each probe's distillation
 SEARCH_STEPS = 12
 LEARN_SHARE = 0.6  # of a job's steps spent learning keep ratios; the rest distil the hard form
 KEEP_LR = 0.05  # Adam on the keep logits: a share moves ~0.01 per step
@@ -69,17 +76,28 @@ def keep_schedule(depth: int, ratio: float) -> TokenSpec:
     return TokenSpec(keep={b: ratio ** (i + 1) for i, b in enumerate(blocks)})
 
 
+def _scheduled(spec: ArchSpec) -> Callable[[float], ArchSpec]:
+    depth = len(spec.blocks)
+    return lambda r: spec.model_copy(update={"tokens": keep_schedule(depth, r)})
+
+
 def with_tokens(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec:
     """`spec` with the mildest token schedule the predictor puts under `goal_ms` (the strongest
     allowed one when none is)."""
-    depth = len(spec.blocks)
-
-    def at(r: float) -> ArchSpec:
-        return spec.model_copy(update={"tokens": keep_schedule(depth, r)})
-
     if ctx.predict_ms(spec) <= goal_ms:
         return spec
+    at = _scheduled(spec)
     return at(_largest(ctx, at, goal_ms) or MIN_RATIO)
+
+
+def split_ratios(ctx: SearchContext, goal_ms: float) -> list[float]:
+    """Token schedules a probe tries: the mildest that meets `goal_ms` by tokens alone (the
+    floor when none does), and milder ones up to MILDEST with widths taking the rest; empty
+    when the dense model meets the goal."""
+    if ctx.predict_ms(ctx.dense) <= goal_ms:
+        return []
+    r = _largest(ctx, _scheduled(ctx.dense), goal_ms) or MIN_RATIO
+    return [r] if r >= MILDEST else [r, (r + MILDEST) / 2, MILDEST]
 
 
 def _largest(ctx: SearchContext, at: Callable[[float], ArchSpec], goal_ms: float) -> float | None:
@@ -101,8 +119,12 @@ class TokenPruning(NetAdapt):
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         search = ctx.search
-        spec = with_tokens(search, search.dense, goal_ms)
         notes: list[str] = []
+        ratios = split_ratios(search, goal_ms)
+        if ctx.train is not None and len(ratios) > 1:
+            spec = self._probed(ctx, ratios, goal_ms, notes)
+        else:
+            spec = with_tokens(search, search.dense, goal_ms)
         curve: list[dict[str, object]] = []
         model = ctx.model
         learn = int(ctx.steps * LEARN_SHARE) if ctx.train is not None else 0
@@ -138,6 +160,31 @@ class TokenPruning(NetAdapt):
         if ctx.train is None:
             notes.append("no data set: token schedule only, no distillation")
         return Fitted(spec, gated.dense_model(), curve, notes, rates)
+
+    def _probed(
+        self, ctx: TrainContext, ratios: list[float], goal_ms: float, notes: list[str]
+    ) -> ArchSpec:
+        """The dense spec at the schedule of `ratios` whose cut (widths taking what tokens
+        leave, at the default rates) is closest to the teacher after a short distillation."""
+        search = ctx.search
+        at = _scheduled(search.dense)
+        batches = calibration_batches(ctx.train)
+        steps = max(1, int(ctx.steps * PROBE_SHARE))
+        scored: list[tuple[float, float]] = []
+        for r in ratios:
+            spec = at(r)
+            if search.predict_ms(spec) > goal_ms:
+                spec = self.propose(search, spec, goal_ms)
+            gated = make_gated(ctx.model, search.dense, tokens=spec.tokens)
+            tune_hard(gated, spec, ctx, steps, [], f"probe-{r:.4f}")
+            scored.append((teacher_kl(gated, ctx.teacher, batches)(spec), r))
+        kl, best = min(scored)
+        tried = ", ".join(f"r={r:.2f}: {loss:.4f}" for loss, r in scored)
+        notes.append(
+            f"token schedule r={best:.2f} chosen by the KL to the teacher after {steps} "
+            f"distillation steps of each split ({tried})"
+        )
+        return at(best)
 
 
 def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | None:

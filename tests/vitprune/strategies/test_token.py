@@ -106,3 +106,46 @@ def test_learned_ratios_over_the_goal_are_scaled_down_together(job):
     over = scaled.model_copy(update={"tokens": scaled.tokens.model_copy(update={"keep": wider})})
     assert predictor.predict(over) > goal, "the largest such scale, not any"
     assert scaled_to(search, learned, 0.2 * DENSE_MS) is None
+
+
+def test_split_ratios_run_from_what_tokens_alone_allow_to_the_mildest(job):
+    from vitprune.strategies.token import MILDEST, split_ratios
+
+    ctx, predictor = job()
+    search = ctx.search
+    assert split_ratios(search, 1.1 * DENSE_MS) == []
+    floor, mid, mildest = split_ratios(search, 0.3 * DENSE_MS)  # below the floor
+    assert (floor, mid, mildest) == pytest.approx((MIN_RATIO, (MIN_RATIO + MILDEST) / 2, MILDEST))
+    goal = 0.85 * DENSE_MS  # tokens alone meet it
+    r = split_ratios(search, goal)[0]
+    assert r == with_tokens(search, search.dense, goal).tokens.keep[3]
+
+
+def test_the_split_between_tokens_and_widths_is_chosen_after_tuning(job, monkeypatch):
+    """Each split is distilled on a copy, then scored; the lowest score wins and the job's
+    own weights are untouched by the probes."""
+    import torch
+
+    from vitprune.strategies import token
+
+    ctx, predictor = job(steps=6)
+    floor, mid, mildest = token.split_ratios(ctx.search, 0.3 * DENSE_MS)
+    before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    tuned: list[int] = []
+    real_tune = token.tune_hard
+
+    def counting(gated, spec, c, steps, curve, phase):
+        if phase.startswith("probe"):
+            tuned.append(steps)
+        real_tune(gated, spec, c, steps, curve, phase)
+
+    monkeypatch.setattr(token, "tune_hard", counting)
+    monkeypatch.setattr(
+        token, "teacher_kl", lambda g, t, b: lambda spec: abs(spec.tokens.keep[3] - mid)
+    )
+    fitted = get_strategy("token").fit(ctx, 0.3 * DENSE_MS)
+    assert tuned == [1, 1, 1]
+    assert any(f"r={mid:.2f} chosen" in n for n in fitted.notes), fitted.notes
+    assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
+    for k, v in ctx.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
