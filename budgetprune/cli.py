@@ -92,6 +92,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         name=args.name,
         device_class=args.device_class,
         work_dir=Path(args.work_dir),
+        keep_models=args.keep_models,
     )
 
 
@@ -579,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname")
     p.add_argument("--log-level", default="INFO")
 
+    from device_agents.model_cache import keep_count
+
     p = add("agent", cmd_agent, "a device agent daemon", json_flag=False)
     p.add_argument("--server", required=True)
     p.add_argument("--token", default=os.environ.get("BUDGETPRUNE_AGENT_TOKEN"), required=False)
@@ -586,6 +589,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-class", default="cpu", choices=["cpu", "mobile", "fpga"])
     p.add_argument(
         "--work-dir", default=os.path.join(os.path.expanduser("~"), ".budgetprune-agent")
+    )
+    p.add_argument(
+        "--keep-models",
+        type=keep_count,
+        default=2,
+        help="downloaded models kept for later tasks (a table build times the dense model "
+        "between all others)",
     )
 
     p = add("submit", cmd_submit, "submit a job", server=True)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from device_agents.daemon import main
+from device_agents.model_cache import keep_count
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -22,6 +23,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=platform.node() or "agent")
     p.add_argument("--device-class", default="cpu", choices=["cpu", "mobile", "fpga"])
     p.add_argument("--work-dir", type=Path, default=Path.home() / ".budgetprune-agent")
+    p.add_argument(
+        "--keep-models",
+        type=keep_count,
+        default=2,
+        help="downloaded models kept for later tasks (a table build times the dense model "
+        "between all others)",
+    )
     return p.parse_args(argv)
 
 
@@ -30,7 +38,9 @@ def run(argv: list[str] | None = None) -> int:
     if not args.token:
         print("give the agent token: --token T or BUDGETPRUNE_AGENT_TOKEN", file=sys.stderr)
         return 2
-    return main(args.server, args.token, args.name, args.device_class, args.work_dir)
+    return main(
+        args.server, args.token, args.name, args.device_class, args.work_dir, args.keep_models
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ run, nothing is posted, and the agent is free for the next task at once.
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import sys
 import threading
@@ -46,6 +45,7 @@ from device_agents.errors import (
 )
 from device_agents.fingerprint import host_info, local_fingerprint
 from device_agents.measure import measure
+from device_agents.model_cache import ModelCache
 from device_agents.runtimes import available_runtimes
 
 __all__ = ["Agent", "main"]
@@ -53,7 +53,6 @@ __all__ = ["Agent", "main"]
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 4000  # TaskResult.error's limit
-_TASK_FILE_PREFIX = "task-"
 _JOIN_HEARTBEAT_S = 1.0  # a long-poll beat in flight holds nothing worth waiting for
 ALIVE_FILE = "alive"  # touched on every answer from the server: a container's health check
 
@@ -88,11 +87,13 @@ class Agent:
         heartbeat_s: float = 10.0,
         error_backoff_s: float = 1.0,
         error_backoff_cap_s: float = 60.0,
+        keep_models: int = 2,
     ) -> None:
         self.client = client
         self.name = name
         self.device_class: DeviceClass = device_class
         self.work_dir = Path(work_dir)
+        self.models = ModelCache(self.work_dir, keep_models)
         self.poll_wait_s = poll_wait_s
         self.heartbeat_s = heartbeat_s
         self.error_backoff_s = error_backoff_s
@@ -268,13 +269,18 @@ class Agent:
         self, lease: TaskLease, stop: threading.Event, cancelled: threading.Event
     ) -> None:
         log.info("task %s: %s, %d thread(s)", lease.task_id, lease.runtime, lease.protocol.threads)
-        path = self.work_dir / f"{_TASK_FILE_PREFIX}{_safe_name(lease.task_id)}.onnx"
         try:
-            try:
-                self.client.download_model(lease, path, cancel=cancelled)
-            except ModelDownloadError as exc:
-                self._post(lease, TaskResult(lease_id=lease.lease_id, ok=False, error=_text(exc)))
-                return
+            path = self.models.get(lease.model_sha256)
+            if path is not None:
+                log.info("task %s: model %s kept from an earlier task", lease.task_id, path.name)
+            else:
+                path = self.models.path_for(lease.model_sha256)
+                try:
+                    self.client.download_model(lease, path, cancel=cancelled)
+                except ModelDownloadError as exc:
+                    result = TaskResult(lease_id=lease.lease_id, ok=False, error=_text(exc))
+                    self._post(lease, result)
+                    return
             try:
                 device = local_fingerprint(
                     runtime=lease.runtime,
@@ -307,7 +313,7 @@ class Agent:
             )
             self._post(lease, TaskResult(lease_id=lease.lease_id, ok=True, result=result))
         finally:
-            path.unlink(missing_ok=True)
+            self.models.trim()
 
     def _post(self, lease: TaskLease, result: TaskResult) -> None:
         task = self._task
@@ -322,16 +328,11 @@ class Agent:
             )
 
     def _remove_task_files(self) -> None:
-        """Downloads left by a crash would otherwise pile up on a small device."""
-        for leftover in self.work_dir.glob(f"{_TASK_FILE_PREFIX}*"):
+        """Partial downloads left by a crash, and kept models beyond the cache's size, would
+        otherwise pile up on a small device."""
+        self.models.trim()
+        for leftover in self.work_dir.glob(".*.part"):
             leftover.unlink(missing_ok=True)
-        for leftover in self.work_dir.glob(f".{_TASK_FILE_PREFIX}*.part"):
-            leftover.unlink(missing_ok=True)
-
-
-def _safe_name(task_id: str) -> str:
-    """A server-chosen id must not steer where files land."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:80] or "task"
 
 
 def _text(exc: BaseException) -> str:
@@ -344,6 +345,7 @@ def main(
     name: str,
     device_class: DeviceClass = "cpu",
     work_dir: Path = Path("var/agent"),
+    keep_models: int = 2,
 ) -> int:
     """Entry point for `budgetprune agent`. Exit codes: 0 stopped by a signal, 1 fatal
     configuration error (bad token, no runtime), 130 second interrupt."""
@@ -375,7 +377,7 @@ def main(
             previous[sig] = signal.signal(sig, on_signal)
     try:
         with AgentClient(server, token, stop=stop, timeout=30.0) as client:
-            agent = Agent(client, name, device_class, work_dir=work_dir)
+            agent = Agent(client, name, device_class, work_dir=work_dir, keep_models=keep_models)
             agent.run(stop)
         return 0
     except AgentStoppedError:  # a signal before the loop started

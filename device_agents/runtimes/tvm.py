@@ -16,12 +16,14 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from budgetprune.errors import MeasurementError
+from budgetprune.hashing import sha256_file
 from device_agents.runtimes.base import Runtime, Session
 from device_agents.runtimes.onnx_file import check_self_contained
 from device_agents.runtimes.registry import register_runtime
@@ -60,6 +62,13 @@ class TvmSession(Session):
         return out.numpy()
 
 
+# The last builds of this process, by (file hash, threads, mcpu, database): a table build loads
+# the dense model between every two other models (latency_tables.build), and compiling a whole
+# ViT takes seconds (tuned: tens of seconds) where timing it takes one.
+_BUILDS: OrderedDict[tuple[str, int, str | None, str | None], Any] = OrderedDict()
+KEEP_BUILDS = 2
+
+
 class TvmRuntime(Runtime):
     module = "tvm"
 
@@ -94,7 +103,11 @@ class TvmRuntime(Runtime):
         shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type)
         db_dir = self.tuning.db_dir
-        if db_dir is None:
+        key = (sha256_file(path), threads, self.tuning.mcpu, str(db_dir) if db_dir else None)
+        executable = _BUILDS.get(key)
+        if executable is not None:
+            _BUILDS.move_to_end(key)
+        elif db_dir is None:
             from tvm.relax.frontend.onnx import from_onnx
 
             mod = from_onnx(model, keep_params_in_input=False)
@@ -103,6 +116,9 @@ class TvmRuntime(Runtime):
             mod, target = prepare(model, threads, self.tuning.mcpu)
             tune(mod, target, db_dir, self.tuning.trials_per_task)
             executable = compile_tuned(mod, target, db_dir)
+        _BUILDS[key] = executable
+        while len(_BUILDS) > KEEP_BUILDS:
+            _BUILDS.popitem(last=False)
         device = tvm.cpu()
         return TvmSession(relax.VirtualMachine(executable, device), device, shape, str(dtype))
 

@@ -59,6 +59,7 @@ class FakeServer:
         self.polled_at: list[float] = []
         self.results: list[tuple[str, str, TaskResult]] = []
         self.auth_headers: set[str] = set()
+        self.downloads = 0
         self.done = threading.Event()
         self.lock = threading.Lock()
 
@@ -99,6 +100,7 @@ class FakeServer:
                 self.done.set()
             return httpx.Response(200, json={"accepted": True})
         if path.startswith("/v1/models/"):
+            self.downloads += 1
             return httpx.Response(200, content=self.model)
         return httpx.Response(404)
 
@@ -167,9 +169,43 @@ def test_full_loop_posts_a_sane_measurement(tiny_onnx: Path, tmp_path: Path) -> 
     assert server.registrations[0].runtimes[0].name == "onnxruntime"
     assert server.auth_headers == {"Bearer tok", "Bearer own"}  # enrol, then its own token
     assert agent.tasks_done == 1
-    assert [p.name for p in work_dir.iterdir()] == ["alive"]  # the download was cleaned up
+    sha = hashlib.sha256(model).hexdigest()
+    assert sorted(p.name for p in work_dir.iterdir()) == ["alive", f"model-{sha}.onnx"]
     assert daemon_module.alive_within(work_dir, 30)
     assert not daemon_module.alive_within(tmp_path / "never-ran", 30)
+
+
+def test_a_model_measured_again_is_not_downloaded_again(tiny_onnx: Path, tmp_path: Path) -> None:
+    """A table build times the dense model between all others: it is fetched once while it
+    stays among the last `keep_models` used, and bytes changed on disk are fetched afresh."""
+    server = FakeServer(tiny_onnx.read_bytes(), [{"task_id": f"t{i}"} for i in range(3)])
+    work_dir = tmp_path / "work"
+    run_agent(server, work_dir)
+    assert [posted.ok for _, _, posted in server.results] == [True] * 3
+    assert server.downloads == 1
+    kept = work_dir / f"model-{hashlib.sha256(server.model).hexdigest()}.onnx"
+    kept.write_bytes(b"changed on disk")
+    server.tasks, server.done = [{"task_id": "t3"}], threading.Event()
+    run_agent(server, work_dir)
+    assert server.downloads == 2 and server.results[-1][2].ok
+    assert kept.read_bytes() == server.model
+
+
+def test_only_the_last_models_used_are_kept(tmp_path: Path) -> None:
+    import os
+
+    from device_agents.model_cache import ModelCache
+
+    cache = ModelCache(tmp_path, keep=2)
+    blobs = [b"first", b"second", b"third"]
+    shas = [hashlib.sha256(b).hexdigest() for b in blobs]
+    for i, (blob, sha) in enumerate(zip(blobs, shas, strict=True)):
+        cache.path_for(sha).write_bytes(blob)
+        os.utime(cache.path_for(sha), (1000 + i, 1000 + i))
+    assert cache.get(shas[0]) is not None  # used now: the most recent
+    cache.trim()
+    assert cache.get(shas[0]) and cache.get(shas[2]) and cache.get(shas[1]) is None
+    assert cache.path_for("../../etc/passwd").parent == tmp_path
 
 
 def test_measurement_failure_is_posted_not_raised(tmp_path: Path) -> None:
@@ -230,7 +266,8 @@ def test_a_cancelled_task_stops_at_once_posts_nothing_and_frees_the_agent(
     assert told < 2.0
     next_poll = min(t for t in server.polled_at if t >= server.cancel_sent["long"])
     assert next_poll - server.cancel_sent["long"] < 1.0, "back to polling within a run or so"
-    assert [p.name for p in (tmp_path / "work").iterdir()] == ["alive"]
+    sha = hashlib.sha256(server.model).hexdigest()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["alive", f"model-{sha}.onnx"]
 
 
 def test_a_server_that_does_not_hold_the_heartbeat_is_not_spun_on(

@@ -36,3 +36,34 @@ def test_tvm_session_computes_the_models_function(tiny_onnx: Path) -> None:
     out = session._vm["main"](session._to_tvm(x, device=session._device))
     want = ort.InferenceSession(str(tiny_onnx)).run(None, {"x": x})[0]
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_loaded_again_is_not_compiled_again(
+    tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table build loads the dense model between every two others: one build per file and
+    thread count, however often it is loaded; another thread count is built afresh."""
+    from collections import OrderedDict
+
+    import numpy as np
+    import tvm
+
+    from device_agents.runtimes import tvm as tvm_runtime
+
+    monkeypatch.setattr(tvm_runtime, "_BUILDS", OrderedDict())
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")  # load() sets it; put back after the test
+    compiled: list[int] = []
+    real = tvm.compile
+
+    def counting(*args, **kwargs):
+        compiled.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tvm, "compile", counting)
+    x = np.ones((1, 16), dtype=np.float32)
+    first = get_runtime("tvm").load(tiny_onnx, threads=1).infer(x)
+    again = get_runtime("tvm").load(tiny_onnx, threads=1).infer(x)
+    assert len(compiled) == 1
+    np.testing.assert_array_equal(first, again)
+    get_runtime("tvm").load(tiny_onnx, threads=2)
+    assert len(compiled) == 2
