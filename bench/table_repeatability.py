@@ -4,8 +4,9 @@ reference (issue 4: a table's entries must be reproducible for its predictions t
 Builds the table of `--model` at 224 `--pairs` times per variant, alternating (without, with,
 without, with, ...), so both variants see the same stretch of the host. For each variant it
 reports, over the held-out specs of bench/predictor_accuracy.py (seeds 0..N-1, tokens
-included), how far the table sums and the calibrated predictions of consecutive builds differ,
-and the reference's readings in the builds that took them.
+included), how far the table sums, the calibrated predictions and the job-style predictions
+(rescaled on the dense model, as a job does: ratios to it) of consecutive builds differ, and
+the reference's readings in the builds that took them.
 
     .venv/bin/python bench/table_repeatability.py --out bench/results/table_repeatability.json
 """
@@ -25,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from budgetprune.schemas import ArchSpec  # noqa: E402
 from latency_tables import LutPredictor  # noqa: E402
 from latency_tables.build import TableGrid, build_table  # noqa: E402
 from vitprune.sample import sample_arch  # noqa: E402
@@ -55,7 +57,11 @@ def summarise(builds: dict[str, list[dict]]) -> dict:
     return {
         name: {
             key: [spread(a[field], b[field]) for a, b in zip(runs, runs[1:], strict=False)]
-            for key, field in (("table_sums", "table_ms"), ("calibrated", "predicted_ms"))
+            for key, field in (
+                ("table_sums", "table_ms"),
+                ("calibrated", "predicted_ms"),
+                ("job_style", "job_ratio"),
+            )
         }
         for name, runs in builds.items()
     }
@@ -89,6 +95,8 @@ def main() -> int:
                 grid=TableGrid(reference_every=every),
             )
             predictor = LutPredictor(table)
+            job = LutPredictor(table)  # as a job rescales it: on its dense model, here 1
+            job.add(ArchSpec.dense(args.model, 224), 1.0)
             builds[name].append(
                 {
                     "started": started,
@@ -97,6 +105,7 @@ def main() -> int:
                     "reference_ms": [r.ms for r in table.drift],
                     "table_ms": [predictor.raw(s) for s in specs],
                     "predicted_ms": [predictor.predict(s) for s in specs],
+                    "job_ratio": [job.predict(s) for s in specs],
                 }
             )
             print(f"{name}: built in {table.build_seconds:.0f} s", file=sys.stderr, flush=True)
