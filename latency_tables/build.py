@@ -326,6 +326,7 @@ def build_table(
         full = info.head_dim
         qk_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
         v_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
+        diag_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
         for i, n in enumerate(tokens):
             for j, h in enumerate(heads):
                 for k, dim in enumerate(dims):
@@ -347,10 +348,23 @@ def build_table(
                             depths,
                         )
                     )
+                    diag_ms[i][j][k] = (
+                        qk_ms[i][j][k]
+                        if dim == full
+                        else bench.slope(
+                            lambda depth, h=h, dim=dim: mb.attention_stack(
+                                block, heads=h, qk_dim=dim, v_dim=dim, depth=depth
+                            ),
+                            [b, n, d],
+                            depths,
+                        )
+                    )
             say(
                 f"attention at {n} tokens: {bench.count} graphs, {time.monotonic() - started:.0f} s"
             )
-        attention = AttentionGrid(tokens=tokens, heads=heads, dims=dims, qk_ms=qk_ms, v_ms=v_ms)
+        attention = AttentionGrid(
+            tokens=tokens, heads=heads, dims=dims, qk_ms=qk_ms, v_ms=v_ms, diag_ms=diag_ms
+        )
 
         mlp_ms = [
             [

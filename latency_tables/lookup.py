@@ -15,7 +15,10 @@ __all__ = ["attention_ms", "mlp_ms", "selector_ms", "fixed_ms"]
 
 
 def attention_ms(table: LatencyTable, tokens: int, heads: Any, qk_dim: Any, v_dim: Any) -> Any:
-    """Attention branch of one block: the qk slice plus the v slice minus their shared point."""
+    """Attention branch of one block. With the diagonal (qk = v) measured: the diagonal at the
+    narrower width, moved linearly toward the slice through the full other width as the wider
+    one grows (exact on the three measured slices). Tables without it: the qk slice plus the v
+    slice minus their shared point."""
     a = table.attention
     full = len(a.dims) - 1
 
@@ -28,10 +31,24 @@ def attention_ms(table: LatencyTable, tokens: int, heads: Any, qk_dim: Any, v_di
             ),
         )
 
+    if a.diag_ms is not None:
+        # the narrower width on the diagonal, the wider one along the slice through it
+        narrow, wide, toward = (
+            (qk_dim, v_dim, a.qk_ms) if _value(qk_dim) <= _value(v_dim) else (v_dim, qk_dim, a.v_ms)
+        )
+        room = a.dims[full] - _value(narrow)
+        diag = at(a.diag_ms, narrow)
+        if room <= 0:
+            return diag
+        return diag + (at(toward, narrow) - diag) * ((wide - narrow) / room)
     shared = interp1(
         a.tokens, tokens, lambda i: interp1(a.heads, heads, lambda j: a.qk_ms[i][j][full])
     )
     return at(a.qk_ms, qk_dim) + at(a.v_ms, v_dim) - shared
+
+
+def _value(x: Any) -> float:
+    return float(x.detach() if hasattr(x, "detach") else x)
 
 
 def mlp_ms(table: LatencyTable, tokens: int, hidden: Any) -> Any:

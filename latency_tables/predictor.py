@@ -102,7 +102,11 @@ def monotone(table: LatencyTable) -> LatencyTable:
     att, mlp = table.attention, table.mlp
     update: dict[str, object] = {
         "attention": att.model_copy(
-            update={"qk_ms": up(att.qk_ms, (2, 1, 0)), "v_ms": up(att.v_ms, (2, 1, 0))}
+            update={
+                "qk_ms": up(att.qk_ms, (2, 1, 0)),
+                "v_ms": up(att.v_ms, (2, 1, 0)),
+                "diag_ms": None if att.diag_ms is None else up(att.diag_ms, (2, 1, 0)),
+            }
         ),
         "mlp": mlp.model_copy(update={"ms": up(mlp.ms, (1, 0))}),
         "head": table.head.model_copy(update={"ms": up(table.head.ms, (0,))}),

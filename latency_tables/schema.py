@@ -65,10 +65,12 @@ class Curve(BaseModel):
 class AttentionGrid(BaseModel):
     """Attention branch (norm1, qkv, scores, softmax, values, proj, residual) per block.
 
-    Two slices through the (tokens, heads, qk_dim, v_dim) space, both through full head dims:
-    `qk_ms[n][h][i]` varies qk_dim = dims[i] with v_dim full, `v_ms` varies v_dim with qk_dim
-    full. The predictor adds the two and subtracts the shared full point: qk and v widths touch
-    different matmuls (scores vs values and proj), so their costs add.
+    Slices through the (tokens, heads, qk_dim, v_dim) space: `qk_ms[n][h][i]` varies qk_dim =
+    dims[i] with v_dim full, `v_ms` varies v_dim with qk_dim full, and `diag_ms` both together
+    (qk_dim = v_dim = dims[i]). The costs do not add: q, k and v come out of one qkv matmul,
+    and narrow ones hit each kernel's floor, so adding the two slices' savings read a block at
+    16/16 dims 2.5x too cheap at 65 tokens (bench/README.md, 2026-12-06). With the diagonal the
+    predictor is exact on all three slices and linear in the wider width between them.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +80,9 @@ class AttentionGrid(BaseModel):
     dims: list[int]
     qk_ms: list[list[list[float]]]
     v_ms: list[list[list[float]]]
+    diag_ms: list[list[list[float]]] | None = Field(
+        None, description="qk_dim = v_dim = dims[i]; None in tables built before it was measured"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AttentionGrid:

@@ -71,8 +71,9 @@ def test_a_noisy_table_still_never_prices_a_removal_as_a_cost(macs_table):
     att, mlp = macs_table.attention, macs_table.mlp
     qk = [[row[:] for row in plane] for plane in att.qk_ms]
     v = [[row[:] for row in plane] for plane in att.v_ms]
+    diag = [[row[:] for row in plane] for plane in att.diag_ms]
     ms = [row[:] for row in mlp.ms]
-    for plane in (qk, v):  # every head count below the full one reads 30% above it
+    for plane in (qk, v, diag):  # every head count below the full one reads 30% above it
         for n in range(len(att.tokens)):
             for h in range(len(att.heads) - 1):
                 plane[n][h] = [x * 1.3 for x in plane[n][-1]]
@@ -80,7 +81,7 @@ def test_a_noisy_table_still_never_prices_a_removal_as_a_cost(macs_table):
         ms[n][0] = ms[n][-1] * 1.2
     noisy = macs_table.model_copy(
         update={
-            "attention": att.model_copy(update={"qk_ms": qk, "v_ms": v}),
+            "attention": att.model_copy(update={"qk_ms": qk, "v_ms": v, "diag_ms": diag}),
             "mlp": mlp.model_copy(update={"ms": ms}),
         }
     )
@@ -213,3 +214,27 @@ def test_the_base_line_is_fitted_on_the_sampled_sub_networks_not_the_two_ends(ma
         update={"whole_models": [q.model_copy(update={"role": "sample"}) for q in ends + on_line]}
     )
     assert LutPredictor(old).base_scale > 1.2
+
+
+def test_attention_is_exact_on_its_three_slices_and_linear_between(macs_table):
+    """Narrow q, k and v share one qkv matmul and hit kernel floors, so the slices' savings do
+    not add (16/16 dims read 2.5x the sum's cost on a real CPU): a table with the diagonal
+    measured reads it there, reads each slice where it was measured, and moves linearly in the
+    wider width between them. A table without it keeps the additive rule."""
+    from latency_tables.lookup import attention_ms
+
+    att = macs_table.attention
+    floor = [[[x + 0.05 for x in row] for row in plane] for plane in att.diag_ms]
+    table = macs_table.model_copy(update={"attention": att.model_copy(update={"diag_ms": floor})})
+    n, h, dims = att.tokens[-1], att.heads[-1], att.dims
+    i, j, lo, full = len(att.tokens) - 1, len(att.heads) - 1, dims[0], dims[-1]
+    assert attention_ms(table, n, h, lo, lo) == pytest.approx(floor[i][j][0])
+    assert attention_ms(table, n, h, lo, full) == pytest.approx(att.qk_ms[i][j][0])
+    assert attention_ms(table, n, h, full, lo) == pytest.approx(att.v_ms[i][j][0])
+    mid = (lo + full) / 2
+    halfway = (floor[i][j][0] + att.qk_ms[i][j][0]) / 2
+    assert attention_ms(table, n, h, lo, mid) == pytest.approx(halfway)
+    additive = att.qk_ms[i][j][0] + att.v_ms[i][j][0] - att.qk_ms[i][j][-1]
+    old = macs_table.model_copy(update={"attention": att.model_copy(update={"diag_ms": None})})
+    assert attention_ms(old, n, h, lo, lo) == pytest.approx(additive)
+    assert attention_ms(table, n, h, lo, lo) > additive + 0.04
