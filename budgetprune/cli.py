@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname")
     p.add_argument("--log-level", default="INFO")
 
-    from device_agents.model_cache import keep_count
+    from device_agents.model_cache import add_keep_models
 
     p = add("agent", cmd_agent, "a device agent daemon", json_flag=False)
     p.add_argument("--server", required=True)
@@ -590,13 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--work-dir", default=os.path.join(os.path.expanduser("~"), ".budgetprune-agent")
     )
-    p.add_argument(
-        "--keep-models",
-        type=keep_count,
-        default=2,
-        help="downloaded models kept for later tasks (a table build times the dense model "
-        "between all others)",
-    )
+    add_keep_models(p)
 
     p = add("submit", cmd_submit, "submit a job", server=True)
     _job_args(p, server=True)

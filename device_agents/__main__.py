@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from device_agents.daemon import main
-from device_agents.model_cache import keep_count
+from device_agents.model_cache import add_keep_models
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -23,13 +23,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=platform.node() or "agent")
     p.add_argument("--device-class", default="cpu", choices=["cpu", "mobile", "fpga"])
     p.add_argument("--work-dir", type=Path, default=Path.home() / ".budgetprune-agent")
-    p.add_argument(
-        "--keep-models",
-        type=keep_count,
-        default=2,
-        help="downloaded models kept for later tasks (a table build times the dense model "
-        "between all others)",
-    )
+    add_keep_models(p)
     return p.parse_args(argv)
 
 

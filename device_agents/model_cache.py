@@ -15,7 +15,7 @@ from pathlib import Path
 
 from budgetprune.hashing import sha256_file
 
-__all__ = ["ModelCache", "keep_count"]
+__all__ = ["ModelCache", "add_keep_models"]
 
 _PREFIX = "model-"
 
@@ -54,8 +54,20 @@ class ModelCache:
             path.unlink(missing_ok=True)
 
 
-def keep_count(text: str) -> int:
-    """`--keep-models`: how many downloaded models to keep, 0 for none."""
+def add_keep_models(parser: argparse.ArgumentParser) -> None:
+    """`--keep-models`, for both agent command lines (`budgetprune agent`, `python -m
+    device_agents`)."""
+    parser.add_argument(
+        "--keep-models",
+        type=_keep_count,
+        default=2,
+        help="downloaded models kept for later tasks (a table build times the dense model "
+        "between all others)",
+    )
+
+
+def _keep_count(text: str) -> int:
+    """How many downloaded models to keep, 0 for none."""
     try:
         value = int(text)
     except ValueError:

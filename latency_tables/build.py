@@ -324,41 +324,28 @@ def build_table(
         say(f"overhead: {dict(zip(tokens, overhead, strict=True))}")
 
         full = info.head_dim
+
+        def attention(n: int, h: int, qk_dim: int, v_dim: int) -> float:
+            return bench.slope(
+                lambda depth: mb.attention_stack(
+                    block, heads=h, qk_dim=qk_dim, v_dim=v_dim, depth=depth
+                ),
+                [b, n, d],
+                depths,
+            )
+
         qk_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
         v_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
         diag_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
         for i, n in enumerate(tokens):
             for j, h in enumerate(heads):
                 for k, dim in enumerate(dims):
-                    qk_ms[i][j][k] = bench.slope(
-                        lambda depth, h=h, dim=dim: mb.attention_stack(
-                            block, heads=h, qk_dim=dim, v_dim=full, depth=depth
-                        ),
-                        [b, n, d],
-                        depths,
-                    )
-                    v_ms[i][j][k] = (
-                        qk_ms[i][j][k]
-                        if dim == full
-                        else bench.slope(
-                            lambda depth, h=h, dim=dim: mb.attention_stack(
-                                block, heads=h, qk_dim=full, v_dim=dim, depth=depth
-                            ),
-                            [b, n, d],
-                            depths,
-                        )
-                    )
-                    diag_ms[i][j][k] = (
-                        qk_ms[i][j][k]
-                        if dim == full
-                        else bench.slope(
-                            lambda depth, h=h, dim=dim: mb.attention_stack(
-                                block, heads=h, qk_dim=dim, v_dim=dim, depth=depth
-                            ),
-                            [b, n, d],
-                            depths,
-                        )
-                    )
+                    qk_ms[i][j][k] = attention(n, h, dim, full)
+                    if dim == full:  # the three slices' shared point: one graph
+                        v_ms[i][j][k] = diag_ms[i][j][k] = qk_ms[i][j][k]
+                    else:
+                        v_ms[i][j][k] = attention(n, h, full, dim)
+                        diag_ms[i][j][k] = attention(n, h, dim, dim)
             say(
                 f"attention at {n} tokens: {bench.count} graphs, {time.monotonic() - started:.0f} s"
             )

@@ -14,12 +14,17 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["interp1", "interp_curve"]
+__all__ = ["interp1", "interp_curve", "value_of"]
+
+
+def value_of(x: Any) -> float:
+    """A float or a tensor's value (not its graph): where a lookup branches."""
+    return float(x.detach() if hasattr(x, "detach") else x)
 
 
 def interp1(grid: Sequence[float], x: Any, value: Callable[[int], Any]) -> Any:
     """`value` (a function of the grid index) interpolated at `x` along `grid` (ascending)."""
-    xf = float(x.detach() if hasattr(x, "detach") else x)  # a tensor's value, not its graph
+    xf = value_of(x)
     last = len(grid) - 1
     if last == 0 or xf <= grid[0]:
         return value(0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from latency_tables.interp import interp1, interp_curve
+from latency_tables.interp import interp1, interp_curve, value_of
 from latency_tables.schema import LatencyTable
 
 __all__ = ["attention_ms", "mlp_ms", "selector_ms", "fixed_ms"]
@@ -34,9 +34,11 @@ def attention_ms(table: LatencyTable, tokens: int, heads: Any, qk_dim: Any, v_di
     if a.diag_ms is not None:
         # the narrower width on the diagonal, the wider one along the slice through it
         narrow, wide, toward = (
-            (qk_dim, v_dim, a.qk_ms) if _value(qk_dim) <= _value(v_dim) else (v_dim, qk_dim, a.v_ms)
+            (qk_dim, v_dim, a.qk_ms)
+            if value_of(qk_dim) <= value_of(v_dim)
+            else (v_dim, qk_dim, a.v_ms)
         )
-        room = a.dims[full] - _value(narrow)
+        room = a.dims[full] - value_of(narrow)
         diag = at(a.diag_ms, narrow)
         if room <= 0:
             return diag
@@ -45,10 +47,6 @@ def attention_ms(table: LatencyTable, tokens: int, heads: Any, qk_dim: Any, v_di
         a.tokens, tokens, lambda i: interp1(a.heads, heads, lambda j: a.qk_ms[i][j][full])
     )
     return at(a.qk_ms, qk_dim) + at(a.v_ms, v_dim) - shared
-
-
-def _value(x: Any) -> float:
-    return float(x.detach() if hasattr(x, "detach") else x)
 
 
 def mlp_ms(table: LatencyTable, tokens: int, hidden: Any) -> Any:
