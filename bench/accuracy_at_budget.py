@@ -83,8 +83,11 @@ TRAINING_FREE = frozenset({"netadapt", "toast", "uniform_1x"})
 class Uniform(RatioSearch):
     """Baseline: the same keep ratio for attention dims and FFN neurons (benchmark only)."""
 
-    def pair_for(self, ctx: SearchContext, goal_ms: float, loss=None) -> RatioPair | None:
+    def pair_for(
+        self, ctx: SearchContext, goal_ms: float, loss=None, base=None
+    ) -> RatioPair | None:
         """One ratio for both parts: `loss` has nothing to choose between."""
+        base = base or ctx.dense
         info = ctx.dense.info
         m = ctx.width_multiple
 
@@ -93,11 +96,11 @@ class Uniform(RatioSearch):
             return dims, min(info.mlp_hidden, max(m, round(r * info.mlp_hidden / m) * m))
 
         lo, hi = 0.0, 1.0
-        if ctx.predict_ms(uniform_spec(ctx.dense, *pair(lo))) > goal_ms:
+        if ctx.predict_ms(uniform_spec(base, *pair(lo))) > goal_ms:
             return None
         for _ in range(14):
             mid = (lo + hi) / 2
-            ok = ctx.predict_ms(uniform_spec(ctx.dense, *pair(mid))) <= goal_ms
+            ok = ctx.predict_ms(uniform_spec(base, *pair(mid))) <= goal_ms
             lo, hi = (mid, hi) if ok else (lo, mid)
         return pair(lo)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from budgetprune.schemas import ArchSpec
-from vitprune.gates import make_gated
+from vitprune.gates import GatedViT, make_gated
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.netadapt import NetAdapt
@@ -32,12 +32,13 @@ STAGES = 3
 RatioPair = tuple[int, int]  # (qk and v dims per head, MLP neurons per block)
 
 
-def uniform_spec(dense: ArchSpec, dims: int, hidden: int) -> ArchSpec:
+def uniform_spec(base: ArchSpec, dims: int, hidden: int) -> ArchSpec:
+    """`base` with every block at `dims` per head and `hidden` neurons (its tokens kept)."""
     blocks = [
         b.model_copy(update={"qk_dim": dims, "v_dim": dims, "mlp_hidden": hidden})
-        for b in dense.blocks
+        for b in base.blocks
     ]
-    return dense.model_copy(update={"blocks": blocks})
+    return base.model_copy(update={"blocks": blocks})
 
 
 def _grid(full: int, multiple: int, least: int) -> list[int]:
@@ -50,20 +51,24 @@ def _kept_share(scores: Sequence[Sequence[float]], width: int) -> float:
     return sum(sum(s[:width]) for s in scores) / max(sum(sum(s) for s in scores), 1e-12)
 
 
-def feasible_pairs(ctx: SearchContext, goal_ms: float) -> list[RatioPair]:
-    """Per attention width on the grid, the widest FFN meeting `goal_ms` (binary search); the
-    widths whose narrowest FFN is already too slow are left out."""
+def feasible_pairs(
+    ctx: SearchContext, goal_ms: float, base: ArchSpec | None = None
+) -> list[RatioPair]:
+    """Per attention width on the grid, the widest FFN meeting `goal_ms` (binary search) when
+    cut from `base` (the dense spec, or the dense widths under a token schedule); the widths
+    whose narrowest FFN is already too slow are left out."""
+    base = base or ctx.dense
     info = ctx.dense.info
     dims_grid = _grid(info.head_dim, ctx.width_multiple, 1)
     hidden_grid = _grid(info.mlp_hidden, ctx.width_multiple, ctx.min_mlp_hidden)
     pairs = []
     for dims in dims_grid:
-        if ctx.predict_ms(uniform_spec(ctx.dense, dims, hidden_grid[0])) > goal_ms:
+        if ctx.predict_ms(uniform_spec(base, dims, hidden_grid[0])) > goal_ms:
             continue
         lo, hi = 0, len(hidden_grid) - 1  # invariant: hidden_grid[lo] meets the goal
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if ctx.predict_ms(uniform_spec(ctx.dense, dims, hidden_grid[mid])) <= goal_ms:
+            if ctx.predict_ms(uniform_spec(base, dims, hidden_grid[mid])) <= goal_ms:
                 lo = mid
             else:
                 hi = mid - 1
@@ -72,11 +77,15 @@ def feasible_pairs(ctx: SearchContext, goal_ms: float) -> list[RatioPair]:
 
 
 def best_ratios(
-    ctx: SearchContext, goal_ms: float, loss: Callable[[RatioPair], float] | None = None
+    ctx: SearchContext,
+    goal_ms: float,
+    loss: Callable[[RatioPair], float] | None = None,
+    base: ArchSpec | None = None,
 ) -> RatioPair | None:
-    """The pair under `goal_ms` with the lowest `loss`, or, without one, keeping the most
-    importance; None when no pair on the grid meets the goal."""
-    pairs = feasible_pairs(ctx, goal_ms)
+    """The pair under `goal_ms` (cut from `base`, default the dense spec) with the lowest
+    `loss`, or, without one, keeping the most importance; None when no pair on the grid meets
+    the goal."""
+    pairs = feasible_pairs(ctx, goal_ms, base)
     if not pairs:
         return None
     if loss is not None:
@@ -95,39 +104,57 @@ class RatioSearch(NetAdapt):
         ctx: SearchContext,
         goal_ms: float,
         loss: Callable[[RatioPair], float] | None = None,
+        base: ArchSpec | None = None,
     ) -> RatioPair | None:
-        return best_ratios(ctx, goal_ms, loss)
+        return best_ratios(ctx, goal_ms, loss, base)
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
-        search = ctx.search
-        dense_ms = search.predict_ms(search.dense)
-        gated = make_gated(ctx.model, search.dense)
+        gated = make_gated(ctx.model, ctx.search.dense)
         curve: list[dict[str, object]] = []
         notes: list[str] = []
-        spec = search.dense
+        spec = self.staged(ctx, gated, ctx.search.dense, goal_ms, ctx.steps, curve, notes)
+        if ctx.train is None:
+            notes.append("no data set: no fine-tuning between stages")
+        return Fitted(spec, gated.dense_model(), curve, notes)
+
+    def staged(
+        self,
+        ctx: TrainContext,
+        gated: GatedViT,
+        base: ArchSpec,
+        goal_ms: float,
+        steps: int,
+        curve: list[dict[str, object]],
+        notes: list[str],
+        phase: str = "stage",
+    ) -> ArchSpec:
+        """Cut `base`'s widths (its tokens kept) to `goal_ms` in STAGES steps of rising cut,
+        each a pair from `pair_for` (picked by the KL to the teacher with data) distilled for a
+        share of `steps` inside `gated`; returns the last stage's spec."""
+        search = ctx.search
+        base_ms = search.predict_ms(base)
         loss = None
         if ctx.train is not None:
             batches = calibration_batches(ctx.train)
             kl = teacher_kl(gated, ctx.teacher, batches)
 
             def loss(pair: RatioPair) -> float:
-                return kl(uniform_spec(search.dense, *pair))
+                return kl(uniform_spec(base, *pair))
 
             notes.append(f"pairs picked by the KL to the teacher on {len(batches)} batches")
+        spec = base
         for stage in range(1, STAGES + 1):
-            stage_goal = dense_ms - (dense_ms - goal_ms) * stage / STAGES
-            pair = self.pair_for(search, stage_goal, loss)
+            stage_goal = base_ms - (base_ms - goal_ms) * stage / STAGES
+            pair = self.pair_for(search, stage_goal, loss, base)
             if pair is None:  # even the narrowest uniform pair is too slow: go greedy
                 spec = self.propose(search, spec, stage_goal)
                 notes.append(f"stage {stage}: no uniform pair meets the goal; netadapt instead")
             else:
-                spec = uniform_spec(search.dense, *pair)
+                spec = uniform_spec(base, *pair)
                 notes.append(
                     f"stage {stage}: attention {pair[0]}/{search.dense.info.head_dim} dims, "
                     f"FFN {pair[1]}/{search.dense.info.mlp_hidden} neurons"
                 )
-            steps = ctx.steps // STAGES + (ctx.steps % STAGES if stage == STAGES else 0)
-            tune_hard(gated, spec, ctx, steps, curve, f"stage{stage}")
-        if ctx.train is None:
-            notes.append("no data set: no fine-tuning between stages")
-        return Fitted(spec, gated.dense_model(), curve, notes)
+            share = steps // STAGES + (steps % STAGES if stage == STAGES else 0)
+            tune_hard(gated, spec, ctx, share, curve, f"{phase}{stage}")
+        return spec

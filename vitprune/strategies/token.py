@@ -10,23 +10,24 @@ gradient (`vitprune.soft_tokens`): distillation loss plus the latency Lagrangian
 (`strategies.lagrangian`) on E[ms], the predictor's expected latency at the soft token counts.
 So a stage whose tokens matter keeps more of them and another pays for it, at the same
 predicted latency. The rest of the steps distil the hard, extracted form. Without data the
-schedule alone is the result. When even the strongest schedule allowed (r = MIN_RATIO: an
-eighth of the patches left after the last stage; below that each stage throws away most of
-what carries the class) is too slow, the keep ratios are learned at that schedule's latency and
-widths shrink to the goal (NetAdapt on the token spec, at the exchange rates between kinds that
-leave it closest to the teacher, `NetAdapt.calibrated`); the notes say so.
+schedule alone is the result. When the chosen schedule (below) is too slow, the keep ratios are
+learned at its latency and widths take the rest: ratio_search's staged cut under the token
+schedule (the uniform dims/neurons pair closest to the teacher at each of three rising goals,
+each distilled), with the learning phase shortened to the share of the cut the tokens take.
+The widths were cut by NetAdapt before (whole heads and MLP chunks, at calibrated exchange
+rates): at 35% on CIFAR-10 that took half the heads and ended 5.7 points under the uniform
+baseline (63.53% against 69.18%, bench/README.md, 2026-12-06).
 
 How much of the cut tokens take is chosen, with data, by a short tuned probe: the schedule the
-goal allows by tokens alone (the floor when none does) and milder ones up to r = MILDEST, widths
-taking the rest, each distilled for a sixth of the job's steps on a throwaway copy and scored by
-its KL to the teacher on calibration batches; the lowest wins. Scored before any tuning the KL
-ranks token cuts far better than width cuts (at 35% of the latency on CIFAR-10: 0.46 for the
+goal allows by tokens alone (the floor, r = MIN_RATIO, when none does) and milder ones up to
+r = MILDEST, widths taking the rest at once (the pair closest to the teacher), each distilled
+for a sixth of the job's steps on a throwaway copy and scored by its KL to the teacher on
+calibration batches; the lowest wins. Scored before any tuning the KL ranks token cuts far
+better than width cuts (at 35% of the latency on CIFAR-10, NetAdapt widths: 0.46 for the
 strongest schedule with widths taking the rest, 1.18 for r = 0.9), while after training
-width-only cuts were 3-7 points more accurate on two hosts: a token cut loses little at once and
-a width cut recovers much, so the splits are compared after some tuning. On an Intel host at 35%
-the probe put the floor first (0.30 against 1.07 for r = 0.9) and the two, trained to the end,
-came out 63.53% and 45.10% (bench/README.md, 2026-12-06). The probes are search compute (like
-the KL scoring): the delivered weights never see their steps.
+width-only cuts were 3-7 points more accurate on two hosts: a token cut loses little at once
+and a width cut recovers much, so the splits are compared after some tuning. The probes are
+search compute (like the KL scoring): the delivered weights never see their steps.
 """
 
 from __future__ import annotations
@@ -40,18 +41,12 @@ import torch
 from budgetprune.schemas import ArchSpec
 from budgetprune.schemas.arch import TokenSpec
 from vitprune.compute import autocast, placed
-from vitprune.gates import make_gated
+from vitprune.gates import GatedViT, make_gated
 from vitprune.soft_tokens import SoftTokenViT
-from vitprune.strategies.base import (
-    Fitted,
-    SearchContext,
-    TrainContext,
-    UnitRates,
-    register_strategy,
-)
+from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.lagrangian import LatencyLagrangian
-from vitprune.strategies.netadapt import NetAdapt
+from vitprune.strategies.ratio_search import RatioSearch, uniform_spec
 from vitprune.strategies.tune import tune_hard
 from vitprune.train import (
     TrainConfig,
@@ -116,7 +111,7 @@ def _largest(ctx: SearchContext, at: Callable[[float], ArchSpec], goal_ms: float
 
 
 @register_strategy("token")
-class TokenPruning(NetAdapt):
+class TokenPruning(RatioSearch):
     """Works without data (the schedule alone); with data the keep ratios are trained and the
     pruned network is distilled."""
 
@@ -130,7 +125,7 @@ class TokenPruning(NetAdapt):
             spec = with_tokens(search, search.dense, goal_ms)
         curve: list[dict[str, object]] = []
         model = ctx.model
-        learn = int(ctx.steps * LEARN_SHARE) if ctx.train is not None else 0
+        learn = _learn_steps(ctx, spec, goal_ms)
         if learn > 0 and spec.tokens is not None:
             # At the schedule's floor tokens alone cannot reach the goal: learn where the
             # tokens go at the floor's latency, and let widths take the rest below.
@@ -149,26 +144,22 @@ class TokenPruning(NetAdapt):
                 spec = scaled or spec
             model = soft.dense_model()
         notes.insert(0, f"token keep ratios {_ratios(spec.tokens)}")
-        rates = UnitRates()
-        if search.predict_ms(spec) > goal_ms:
-            notes.append("tokens alone could not meet the goal: widths shrunk too (netadapt)")
-            if ctx.train is None:
-                spec = self.propose(search, spec, goal_ms)
-            else:
-                batches = calibration_batches(ctx.train)
-                spec, rates, note = self.calibrated(ctx, search, model, batches, spec, goal_ms)
-                notes.append(note)
         gated = make_gated(model, search.dense, tokens=spec.tokens)
-        tune_hard(gated, spec, ctx, ctx.steps - learn, curve, "distill")
+        if search.predict_ms(spec) > goal_ms:
+            notes.append("tokens alone could not meet the goal: widths cut in stages too")
+            spec = self.staged(ctx, gated, spec, goal_ms, ctx.steps - learn, curve, notes, "widths")
+        else:
+            tune_hard(gated, spec, ctx, ctx.steps - learn, curve, "distill")
         if ctx.train is None:
             notes.append("no data set: token schedule only, no distillation")
-        return Fitted(spec, gated.dense_model(), curve, notes, rates)
+        return Fitted(spec, gated.dense_model(), curve, notes)
 
     def _probed(
         self, ctx: TrainContext, ratios: list[float], goal_ms: float, notes: list[str]
     ) -> ArchSpec:
         """The dense spec at the schedule of `ratios` whose cut (widths taking what tokens
-        leave, at the default rates) is closest to the teacher after a short distillation."""
+        leave: the uniform pair closest to the teacher) is closest to the teacher after a short
+        distillation."""
         search = ctx.search
         at = _scheduled(search.dense)
         batches = calibration_batches(ctx.train)
@@ -179,9 +170,9 @@ class TokenPruning(NetAdapt):
         scored: list[tuple[float, float]] = []
         for r in ratios:
             spec = at(r)
-            if search.predict_ms(spec) > goal_ms:
-                spec = self.propose(search, spec, goal_ms)
             gated = make_gated(ctx.model, search.dense, tokens=spec.tokens)
+            if search.predict_ms(spec) > goal_ms:
+                spec = self._widths_cut(search, gated, ctx.teacher, batches, spec, goal_ms)
             tune_hard(gated, spec, probing, steps, [], f"probe-{r:.4f}")
             scored.append((teacher_kl(gated, ctx.teacher, batches)(spec), r))
         kl, best = min(scored)
@@ -191,6 +182,32 @@ class TokenPruning(NetAdapt):
             f"distillation steps of each split ({tried})"
         )
         return at(best)
+
+    def _widths_cut(
+        self,
+        search: SearchContext,
+        gated: GatedViT,
+        teacher: torch.nn.Module,
+        batches: list[torch.Tensor],
+        base: ArchSpec,
+        goal_ms: float,
+    ) -> ArchSpec:
+        """`base` (dense widths under a token schedule) cut at once to `goal_ms` by the pair
+        whose sub-network is closest to the teacher (greedy when no pair is fast enough)."""
+        kl = teacher_kl(gated, teacher, batches)
+        pair = self.pair_for(search, goal_ms, lambda p: kl(uniform_spec(base, *p)), base)
+        return self.propose(search, base, goal_ms) if pair is None else uniform_spec(base, *pair)
+
+
+def _learn_steps(ctx: TrainContext, spec: ArchSpec, goal_ms: float) -> int:
+    """LEARN_SHARE of the steps, scaled by the share of the cut the token schedule takes: the
+    rest train the widths that take the remainder."""
+    if ctx.train is None or spec.tokens is None:
+        return 0
+    dense_ms = ctx.search.predict_ms(ctx.search.dense)
+    token_ms = max(goal_ms, ctx.search.predict_ms(spec))
+    share = (dense_ms - token_ms) / max(dense_ms - goal_ms, 1e-9)
+    return int(ctx.steps * LEARN_SHARE * min(1.0, max(0.0, share)))
 
 
 def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | None:

@@ -87,3 +87,20 @@ def test_fit_with_data_picks_pairs_by_the_calibration_loss(job):
     ctx, _ = job(data=False)
     fitted = get_strategy("ratio_search").fit(ctx, 0.6 * DENSE_MS)
     assert not any("KL" in n for n in fitted.notes)
+
+
+def test_pairs_cut_under_a_token_schedule_keep_it_and_are_wider(job):
+    """From a base with a token schedule, the pairs keep the schedule and, the tokens having
+    paid part of the cut, are wider than from the dense spec at the same goal."""
+    from vitprune.strategies.token import keep_schedule
+
+    ctx, predictor = job()
+    dense = ctx.search.dense
+    goal = 0.5 * DENSE_MS
+    base = dense.model_copy(update={"tokens": keep_schedule(len(dense.blocks), 0.7)})
+    plain = dict(feasible_pairs(ctx.search, goal))
+    under = dict(feasible_pairs(ctx.search, goal, base))
+    assert set(plain) <= set(under)
+    assert all(under[d] >= plain[d] for d in plain) and any(under[d] > plain[d] for d in plain)
+    spec = uniform_spec(base, *best_ratios(ctx.search, goal, base=base))
+    assert spec.tokens == base.tokens and predictor.predict(spec) <= goal

@@ -32,24 +32,31 @@ def test_fit_with_data_distils_and_shrinks_widths_when_tokens_are_not_enough(job
     fitted = get_strategy("token").fit(ctx, 0.3 * DENSE_MS)
     assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
     assert len(fitted.curve) == 3
-    assert any("widths shrunk" in n for n in fitted.notes)
+    assert any("widths cut" in n for n in fitted.notes)
     assert_hard_form_is_extraction(fitted.model, fitted.arch)
 
 
-def test_the_width_cut_under_tokens_runs_at_rates_chosen_by_kl(job):
-    """With data, the widths tokens could not spare are cut at the exchange rates whose
-    sub-network (tokens kept) is closest to the teacher, and the fit returns those rates."""
-    from vitprune.strategies import UnitRates
-    from vitprune.strategies.netadapt import RATE_GRID
+def test_the_width_cut_under_tokens_is_the_uniform_pair_the_kl_picks_in_stages(job, monkeypatch):
+    """With data, the widths tokens could not spare are cut in stages, each to the uniform
+    (dims, neurons) pair under the token schedule that the calibration loss scores lowest:
+    here a loss that favours narrow attention."""
+    from vitprune.strategies import UnitRates, ratio_search
 
-    ctx, predictor = job(steps=3)
-    fitted = get_strategy("token").fit(ctx, 0.3 * DENSE_MS)
-    assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
-    assert fitted.arch.tokens is not None
-    assert any("exchange rates" in n for n in fitted.notes), fitted.notes
-    assert fitted.rates in {UnitRates(head=h, neurons=n) for h, n in RATE_GRID}
-    ctx, _ = job(data=False)
-    assert get_strategy("token").fit(ctx, 0.3 * DENSE_MS).rates == UnitRates()
+    monkeypatch.setattr(
+        ratio_search, "teacher_kl", lambda g, t, b: lambda spec: spec.blocks[0].qk_dim
+    )
+    ctx, predictor = job(steps=6)
+    goal = 0.3 * DENSE_MS
+    fitted = get_strategy("token").fit(ctx, goal)
+    arch = fitted.arch
+    assert predictor.predict(arch) <= goal and arch.tokens is not None
+    base = ctx.search.dense.model_copy(update={"tokens": arch.tokens})
+    dims, hidden = min(ratio_search.feasible_pairs(ctx.search, goal, base))
+    assert {(b.qk_dim, b.v_dim, b.mlp_hidden) for b in arch.blocks} == {(dims, dims, hidden)}
+    stages = [c["phase"] for c in fitted.curve if c["phase"].startswith("widths")]
+    assert stages[-1] == "widths3" and sum(n.startswith("stage") for n in fitted.notes) == 3
+    assert fitted.rates == UnitRates()
+    assert_hard_form_is_extraction(fitted.model, arch)
 
 
 def test_fit_with_data_learns_the_keep_ratios_against_the_predictor(job):
@@ -77,8 +84,10 @@ def test_below_the_token_floor_the_learned_ratios_are_kept_and_widths_take_the_r
     goal = 0.6 * DENSE_MS
     fitted = get_strategy("token").fit(ctx, goal)
     assert not any("binary-search schedule kept" in n for n in fitted.notes), fitted.notes
-    assert any("widths shrunk too" in n for n in fitted.notes)
+    assert any("widths cut" in n for n in fitted.notes)
     learned = [c for c in fitted.curve if c["phase"] == "learn keep ratios"]
+    assert 0 < len(learned) < 6, "fewer learning steps: the widths take part of the cut"
+    assert len(fitted.curve) == 10
     assert fitted.arch.tokens.keep == pytest.approx(
         dict(zip([3, 6, 9], learned[-1]["keep"], strict=True)), abs=1e-3
     )
