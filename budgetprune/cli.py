@@ -91,7 +91,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         token=args.token,
         name=args.name,
         device_class=args.device_class,
-        work_dir=Path(args.work_dir),
+        work_dir=args.work_dir,
         keep_models=args.keep_models,
     )
 
@@ -580,17 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname")
     p.add_argument("--log-level", default="INFO")
 
-    from device_agents.model_cache import add_keep_models
+    from device_agents.options import add_agent_options
 
     p = add("agent", cmd_agent, "a device agent daemon", json_flag=False)
-    p.add_argument("--server", required=True)
-    p.add_argument("--token", default=os.environ.get("BUDGETPRUNE_AGENT_TOKEN"), required=False)
-    p.add_argument("--name", default=os.uname().nodename)
-    p.add_argument("--device-class", default="cpu", choices=["cpu", "mobile", "fpga"])
-    p.add_argument(
-        "--work-dir", default=os.path.join(os.path.expanduser("~"), ".budgetprune-agent")
-    )
-    add_keep_models(p)
+    add_agent_options(p)
 
     p = add("submit", cmd_submit, "submit a job", server=True)
     _job_args(p, server=True)

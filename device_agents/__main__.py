@@ -7,23 +7,15 @@ the same options as `budgetprune agent`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-from pathlib import Path
 
 from device_agents.daemon import main
-from device_agents.model_cache import add_keep_models
+from device_agents.options import add_agent_options
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m device_agents", description=__doc__)
-    p.add_argument("--server", required=True, help="API base URL, e.g. http://10.0.0.5:8000")
-    p.add_argument("--token", default=os.environ.get("BUDGETPRUNE_AGENT_TOKEN"))
-    p.add_argument("--name", default=platform.node() or "agent")
-    p.add_argument("--device-class", default="cpu", choices=["cpu", "mobile", "fpga"])
-    p.add_argument("--work-dir", type=Path, default=Path.home() / ".budgetprune-agent")
-    add_keep_models(p)
+    add_agent_options(p)
     return p.parse_args(argv)
 
 

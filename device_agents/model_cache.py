@@ -8,14 +8,13 @@ so a file changed on disk is fetched afresh, never measured.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
 
 from budgetprune.hashing import sha256_file
 
-__all__ = ["ModelCache", "add_keep_models"]
+__all__ = ["ModelCache"]
 
 _PREFIX = "model-"
 
@@ -52,26 +51,3 @@ class ModelCache:
     def clear(self) -> None:
         for path in self.folder.glob(f"{_PREFIX}*.onnx"):
             path.unlink(missing_ok=True)
-
-
-def add_keep_models(parser: argparse.ArgumentParser) -> None:
-    """`--keep-models`, for both agent command lines (`budgetprune agent`, `python -m
-    device_agents`)."""
-    parser.add_argument(
-        "--keep-models",
-        type=_keep_count,
-        default=2,
-        help="downloaded models kept for later tasks (a table build times the dense model "
-        "between all others)",
-    )
-
-
-def _keep_count(text: str) -> int:
-    """How many downloaded models to keep, 0 for none."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--keep-models takes 0 or more, not {text!r}")
-    return value
