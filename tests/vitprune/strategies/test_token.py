@@ -59,7 +59,10 @@ def test_the_width_cut_under_tokens_is_the_uniform_pair_the_kl_picks_in_stages(j
     assert_hard_form_is_extraction(fitted.model, arch)
 
 
-def test_fit_with_data_learns_the_keep_ratios_against_the_predictor(job):
+def test_fit_with_data_learns_the_keep_ratios_against_the_predictor(job, monkeypatch):
+    from vitprune.strategies import token
+
+    monkeypatch.setattr(token, "MILDEST", MIN_RATIO)  # no split probe: tokens take the cut
     ctx, predictor = job(steps=10)
     goal = 0.85 * DENSE_MS
     start = with_tokens(ctx.search, ctx.search.dense, goal).tokens
