@@ -40,6 +40,7 @@ from latency_tables.schema import (
     Statistic,
     WholeModelPoint,
 )
+from latency_tables.side_by_side import between_references
 from vitprune.export import export_onnx
 from vitprune.extract import extract_subnet
 from vitprune.models import create_model
@@ -256,14 +257,9 @@ class _Bench:
         protocol = self.protocol.model_copy(
             update={"runs": max(self.protocol.runs, 100), "max_batches": 1}
         )
-        dense: list[float] = []
-        ratios: list[list[float]] = [[] for _ in specs[1:]]
-        for _ in range(rounds):
-            dense.append(self._timed(paths[0], shape, protocol))
-            for i, path in enumerate(paths[1:]):
-                ms = self._timed(path, shape, protocol)
-                dense.append(self._timed(paths[0], shape, protocol))
-                ratios[i].append(ms / ((dense[-2] + dense[-1]) / 2))
+        dense, ratios = between_references(
+            lambda path: self._timed(path, shape, protocol), paths[1:], paths[0], rounds
+        )
         dense_ms = float(np.median(dense))
         for path in paths:
             path.unlink()

@@ -137,7 +137,7 @@ def test_a_host_that_slows_mid_build_leaves_the_table_unchanged(macs_table):
     grid = SMALL_GRID.model_copy(update={"reference_every": 2})
     table = build_table(TINY, 64, _SlowsDown(at=30), threads=1, grid=grid)
     assert table.drift_ratio == pytest.approx(1.5)
-    assert table.drift[0].after == 0 and len(table.drift) > table.measurements / 2
+    assert table.drift[0].after == 0 and len(table.drift) >= table.measurements // 2
     error = np.abs(np.array(_values(table)) / steady - 1)
     assert np.median(error) < 1e-9 and error[-len(table.whole_models) :].max() < 1e-9
     # without the reference graph the same host skews every entry timed after the slowdown
@@ -183,7 +183,7 @@ def test_whole_models_are_timed_against_the_dense_model_around_them(macs_table):
     creeping = _Creeps(at=macs_table.measurements - 4)
     table = build_table(TINY, 64, creeping, threads=1, grid=grid)
     dense = table.whole_models[0]
-    assert dense.role == "dense" and len(dense.over_dense) == 2 * (len(table.whole_models) - 1) + 2
+    assert dense.role == "dense" and len(dense.over_dense) == 2 * (len(table.whole_models) - 1) + 1
     for p in table.whole_models[1:]:
         assert len(p.over_dense) == grid.whole_rounds
         truth = steady[p.arch.sha256()] / steady[dense.arch.sha256()]
