@@ -15,6 +15,11 @@ magnitude pruner, its channel ratio bisected on MEASURED latency to the same tar
 certifies at (budget less the 5% margin), then distilled for as many steps as a training
 strategy's delivered model saw (fit + recovery) and measured with the certification protocol.
 
+At the end every row's model is timed again between two timings of the dense model
+(--side-by-side rounds, median ratio): the certified times were taken minutes to hours apart on
+a host whose speed drifts (on one 2-core VM consecutive dense timings read 0.87-1.42x their
+median), so the rows compare by that ratio, and the plot puts them at it times the dense p90.
+
 Rows are appended to --out as they finish; a rerun with the same --out skips the done ones,
 except the methods named by --redo, whose old rows are kept under `superseded`.
 
@@ -40,6 +45,7 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +56,7 @@ from budgetprune.hashing import sha256_file  # noqa: E402
 from budgetprune.plots import scatter_chart  # noqa: E402
 from budgetprune.schemas import ArchSpec, JobCreate, MeasureProtocol  # noqa: E402
 from budgetprune.signing import CertificateSigner  # noqa: E402
+from latency_tables.side_by_side import between_references  # noqa: E402
 from vitprune.data import balanced_subset, loader, open_split  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
 from vitprune.models import create_model  # noqa: E402
@@ -263,7 +270,8 @@ def torch_pruning_row(
     delivered model gets after its last pruning (netadapt and toast get only that)."""
     t0 = time.monotonic()
     target = budget_ms * (1 - JobCreate.model_fields["margin"].default)
-    path = work / "tp.onnx"
+    path = model_path(work, name, budget_ms)
+    path.parent.mkdir(parents=True, exist_ok=True)
 
     def p90_at(ratio: float, protocol: MeasureProtocol) -> float:
         export_onnx(_tp_pruned(ckpt, ratio).eval(), path, img_size=32)
@@ -304,6 +312,45 @@ def torch_pruning_row(
     }
 
 
+def model_path(work: Path, method: str, budget_ms: float) -> Path:
+    """Where a row's delivered ONNX model is kept (a job's own output for the strategies)."""
+    job = work / "jobs" / f"{method}-{budget_ms:.3f}"
+    return job / "model.onnx" if method in BASELINES else job / "out" / "model.onnx"
+
+
+def side_by_side(body: dict, work: Path, rounds: int) -> None:
+    """Time every row's model between two timings of the dense model, `rounds` times, and
+    record its median p90 ratio (and that ratio at the dense p90 the budgets came from): the
+    certified times were taken minutes to hours apart, on a host whose speed drifts."""
+    protocol = MeasureProtocol(warmup=10, runs=200, max_batches=1, threads=1)
+    measurer = LocalMeasurer("onnxruntime")
+    rows = [r for r in body["rows"] if r.get("top1_after") is not None]
+    paths = [model_path(work, r["strategy"], r["budget_ms"]) for r in rows]
+    kept = [(r, p) for r, p in zip(rows, paths, strict=True) if p.exists()]
+    if not kept:
+        return
+    dense_ms, ratios = between_references(
+        lambda path: measurer.measure(path, protocol, [1, 3, 32, 32]).stats.p90_ms,
+        [p for _, p in kept],
+        work / "dense.onnx",
+        rounds,
+    )
+    for (row, _), r in zip(kept, ratios, strict=True):
+        over = float(np.median(r))
+        row["side_by_side"] = {
+            "p90_over_dense": round(over, 4),
+            "rounds": [round(x, 4) for x in r],
+            "ms_at_dense_p90": round(over * body["dense"]["p90_ms"], 4),
+        }
+    body["side_by_side"] = {
+        "rounds": rounds,
+        "protocol": protocol.model_dump(),
+        "dense_p90_ms": [round(x, 4) for x in dense_ms],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "commit": _commit(),
+    }
+
+
 BASELINES = ("torch_pruning", "torch_pruning_1x")
 METHODS = (*STRATEGIES, *BASELINES)
 COLOURS = {
@@ -321,13 +368,15 @@ COLOURS = {
 
 
 def pareto_svg(body: dict) -> str:
+    rows = [r for r in body["rows"] if r.get("top1_after") is not None]
+    paired = all("side_by_side" in r for r in rows)
+
+    def x(r: dict) -> float:
+        return r["side_by_side"]["ms_at_dense_p90"] if paired else r["certified_ms"]
+
     series = []
     for method in METHODS:
-        pts = sorted(
-            (r["certified_ms"], 100 * r["top1_after"])
-            for r in body["rows"]
-            if r["strategy"] == method and r.get("top1_after") is not None
-        )
+        pts = sorted((x(r), 100 * r["top1_after"]) for r in rows if r["strategy"] == method)
         if pts:
             series.append((method, COLOURS[method], pts))
     dense = (body["dense"]["p90_ms"], 100 * body["teacher"]["top1"])
@@ -335,20 +384,31 @@ def pareto_svg(body: dict) -> str:
     return scatter_chart(
         series,
         title=f"CIFAR-10 (JPEG copy): top-1 against measured p90, {MODEL}",
-        xlabel="p90 latency measured here, ms (ONNX Runtime, 1 thread)",
+        xlabel=(
+            "p90 over the dense model's, timed side by side, x the dense p90, ms"
+            if paired
+            else "p90 latency measured here, ms"
+        )
+        + " (ONNX Runtime, 1 thread)",
         ylabel="top-1 %",
     )
 
 
 def markdown(body: dict) -> str:
-    lines = ["| budget | method | state | p90 ms | top-1 | GMACs | arch |", "|" + "---|" * 7]
+    lines = [
+        "| budget | method | state | p90 ms | side by side: p90 / dense (ms) | top-1 | GMACs "
+        "| arch |",
+        "|" + "---|" * 8,
+    ]
     for r in body["rows"]:
         top1 = f"{100 * r['top1_after']:.2f}%" if r.get("top1_after") is not None else "-"
         ms = r.get("certified_ms") or r.get("best_ms")
         gm = f"{r['pruned_gmacs']:.4f}" if "pruned_gmacs" in r else "-"
+        sbs = r.get("side_by_side")
+        paired = f"{sbs['p90_over_dense']:.3f} ({sbs['ms_at_dense_p90']:.2f})" if sbs else "-"
         lines.append(
             f"| {r['budget_fraction']:.0%} ({r['budget_ms']:.2f} ms) | {r['strategy']} | "
-            f"{r['state']} | {ms:.2f} | {top1} | {gm} | {r.get('arch', '-')} |"
+            f"{r['state']} | {ms:.2f} | {paired} | {top1} | {gm} | {r.get('arch', '-')} |"
         )
     return "\n".join(lines)
 
@@ -375,6 +435,14 @@ def main() -> int:
         choices=METHODS,
         help="run these methods again at --budgets (after a change to them); their earlier "
         "rows move to `superseded`, kept with the commit they ran",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        type=int,
+        default=5,
+        metavar="ROUNDS",
+        help="at the end, time every row's model between two timings of the dense model, this "
+        "many rounds (0: not)",
     )
     args = parser.parse_args()
     work = Path(args.work)
@@ -451,6 +519,10 @@ def main() -> int:
             body["seconds"] = round(sum(r.get("seconds", 0) for r in body["rows"]), 1)
             _save(out, body)
             print(json.dumps(body["rows"][-1]), file=sys.stderr, flush=True)
+    if args.side_by_side:
+        print(f"timing {len(body['rows'])} models side by side", file=sys.stderr, flush=True)
+        side_by_side(body, work, args.side_by_side)
+        _save(out, body)
     out.with_suffix(".svg").write_text(pareto_svg(body))
     out.with_suffix(".md").write_text(markdown(body) + "\n")
     print(markdown(body))
