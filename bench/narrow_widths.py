@@ -4,7 +4,7 @@ Builds the table of `--model` at `--img-size` on this machine (or loads `--table
 it, and any `--compare-table`, on uniformly narrow networks (every block at the same head dims
 and MLP width: what a uniform cut produces) and random sub-networks. Each predictor is the
 job-style one (rescaled on the dense model, so a ratio to it); the truth is each model's time
-over the dense model's, timed alternately in 3 rounds (median).
+over the dense model's timed around it, in 3 rounds (median; `latency_tables.side_by_side`).
 
     .venv/bin/python bench/narrow_widths.py --out bench/results/narrow_widths_2026-12-06.json \\
         --compare-table bench/results/acc-work/tables/<the accuracy run's table>.json
@@ -30,6 +30,7 @@ from budgetprune.schemas import ArchSpec, MeasureProtocol  # noqa: E402
 from budgetprune.schemas.arch import BlockSpec  # noqa: E402
 from latency_tables import LutPredictor, load_table, save_table  # noqa: E402
 from latency_tables.build import build_table  # noqa: E402
+from latency_tables.side_by_side import between_references  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
 from vitprune.extract import extract_subnet  # noqa: E402
 from vitprune.models import create_model  # noqa: E402
@@ -84,10 +85,9 @@ def main() -> int:
         export_onnx(model, dense_path, img_size=args.img_size)
         for label, spec in specs:
             export_onnx(extract_subnet(model, spec), path, img_size=args.img_size)
-            ratios = []
-            for _ in range(3):
-                ms = measurer.measure(path, protocol, shape).stats.p50_ms
-                ratios.append(ms / measurer.measure(dense_path, protocol, shape).stats.p50_ms)
+            _, [ratios] = between_references(
+                lambda p: measurer.measure(p, protocol, shape).stats.p50_ms, [path], dense_path, 3
+            )
             truth = float(np.median(ratios))
             errors = {n: p.predict(spec) / truth - 1 for n, p in predictors.items()}
             rows.append({"spec": label, "ratio": truth, "rounds": ratios, "error": errors})

@@ -12,11 +12,12 @@ pass (in reverse order, so each pair is minutes apart): how well the device agre
 is the ceiling for any predictor (a perfect one of the first pass is right against the second
 only as often), and the predictors are also scored against the mean of the two measurements.
 
-With `--rounds R`, each held-out model is also timed in R short rounds alternating with the
-dense model (one batch of `--runs` each), and its latency taken as the median over rounds of
-its time over the dense model's in the same round: a slow phase of the host that lasts longer
-than a round hits both alike. The predictors are scored on that ratio too (the job-style
-predictor rescaled to the dense model is a ratio predictor).
+With `--rounds R`, each held-out model is also timed in R short rounds between two timings of
+the dense model (one batch of `--runs` each, `latency_tables.side_by_side`), and its latency
+taken as the median over rounds of its time over the mean of the dense timings around it: a
+slow phase of the host that outlasts the three timings hits all alike (runs before 2026-12-06
+evening divided by the one dense timing after the model). The predictors are scored on that
+ratio too (the job-style predictor rescaled to the dense model is a ratio predictor).
 
     .venv/bin/python bench/predictor_accuracy.py --out bench/results/predictor_accuracy.json
 
@@ -43,6 +44,7 @@ from budgetprune.schemas import ArchSpec, MeasureProtocol  # noqa: E402
 from latency_tables import LinearMacsPredictor, LutPredictor, load_table, save_table  # noqa: E402
 from latency_tables.build import build_table  # noqa: E402
 from latency_tables.predictor import calibration_models  # noqa: E402
+from latency_tables.side_by_side import between_references  # noqa: E402
 from latency_tables.store import table_key  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
 from vitprune.extract import extract_subnet  # noqa: E402
@@ -136,11 +138,13 @@ def run_model(args, model: str) -> dict:
         short = protocol.model_copy(update={"max_batches": 1})
 
         def interleaved() -> dict:
-            """The model at `onnx_path` over the dense model, round by round."""
-            ratios = []
-            for _ in range(args.rounds):
-                model_s, ref_s = (timed(short, p).stats for p in (onnx_path, ref_path))
-                ratios.append(getattr(model_s, table.statistic) / getattr(ref_s, table.statistic))
+            """The model at `onnx_path` over the dense model timed around it, round by round."""
+            _, [ratios] = between_references(
+                lambda p: getattr(timed(short, p).stats, table.statistic),
+                [onnx_path],
+                ref_path,
+                args.rounds,
+            )
             return {"median": float(np.median(ratios)), "rounds": ratios}
 
         # ratio predictors, by table: anchored as a job is (the dense model's build-time time)
