@@ -155,7 +155,8 @@ def test_a_certification_miss_that_holds_up_tightens_and_certifies_again(tmp_pat
     certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
     assert len(certify) == 3 and result.report["certify_retries"] == 1
     assert certify[0]["arch_sha256"] == certify[1]["arch_sha256"] != certify[2]["arch_sha256"]
-    assert [c["retried"] for c in result.report["drift_checks"]] == [False]
+    misses = [c for c in result.report["drift_checks"] if c["for"] == "miss"]
+    assert [c["retried"] for c in misses] == [False]
     assert certify[2]["gmacs"] < certify[0]["gmacs"]
     assert result.certificate.passed and result.certificate.certified_ms <= 6.0 * 0.95
 
@@ -207,7 +208,7 @@ def test_a_miss_the_devices_drift_explains_is_certified_again_not_shrunk(tmp_pat
     )
     certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
     assert len(certify) == 3 and len({r["arch_sha256"] for r in certify}) == 1
-    (check,) = result.report["drift_checks"]
+    (check,) = [c for c in result.report["drift_checks"] if c["for"] == "miss"]
     assert check["drift"] == pytest.approx(1.3) and check["retried"] is True
     assert result.certificate.passed
     assert result.certificate.certified_ms == pytest.approx(certify[2]["measured_ms"])
@@ -295,6 +296,24 @@ def test_a_grown_model_that_misses_keeps_the_certified_one(tmp_path):
     certified = next(r for r in rounds if r["kind"] == "certify")
     assert result.certificate.certified_ms == pytest.approx(certified["measured_ms"])
     assert result.report["cost"]["pruned_gmacs"] == pytest.approx(certified["gmacs"])
+
+
+def test_a_certification_in_a_fast_phase_gives_no_width_back(tmp_path):
+    """Both certifications read 30% low, and so does the dense model timed before giving width
+    back: the device is in a fast phase, the network is not far under budget at the baseline's
+    speed, so nothing grows (without the reference timing, the test above: two grown networks
+    miss). The delivered value is still its own bytes' reading."""
+    measurer = SizeMeasurer(certify_bias=[0.7, 0.7], reference_bias=[0.7])
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    rounds = result.report["rounds"]
+    assert not [r for r in rounds if r["kind"] == "giveback"]
+    (check,) = result.report["drift_checks"]
+    assert check["for"] == "giveback" and check["drift"] == pytest.approx(0.7)
+    certified = next(r for r in rounds if r["kind"] == "certify")
+    assert result.certificate.passed
+    assert result.certificate.certified_ms == pytest.approx(certified["measured_ms"])
 
 
 def test_unstable_certification_is_retaken(tmp_path):
