@@ -42,8 +42,10 @@ class SizeMeasurer:
         reference_bias: list[float] | None = None,
         fit_spikes: list[float] | None = None,
         certify_line: tuple[float, float] | None = None,
+        giveback_bias: float = 1.0,
     ) -> None:
         self.quick_bias = quick_bias
+        self.giveback_bias = giveback_bias  # grown networks read this much off
         self.certify_line = certify_line  # (a, b): certifications read a + b * ms
         self.fit_spikes = list(fit_spikes or [])  # factors for the next in-training readings
         self.candidate_spikes = list(candidate_spikes or [])  # factors for the next candidates
@@ -62,6 +64,8 @@ class SizeMeasurer:
             ms *= self.certify_bias.pop(0)
         if certify and path.name in ("model.onnx", "giveback.onnx") and self.certify_line:
             ms = self.certify_line[0] + self.certify_line[1] * ms
+        if path.name == "giveback.onnx":
+            ms *= self.giveback_bias
         if protocol.runs < 200:
             ms *= self.quick_bias
         if path.name == "reference.onnx" and self.reference_bias:
@@ -314,6 +318,24 @@ def test_a_certification_in_a_fast_phase_gives_no_width_back(tmp_path):
     certified = next(r for r in rounds if r["kind"] == "certify")
     assert result.certificate.passed
     assert result.certificate.certified_ms == pytest.approx(certified["measured_ms"])
+
+
+def test_a_grown_network_that_passes_only_in_a_fast_phase_is_not_delivered(tmp_path):
+    """Certified far under budget (quick timings read 20% high); every grown network reads 30%
+    low, and so does the dense model timed after it: at the baseline's speed the first grown
+    network misses, so it is not delivered and the next round aims lower."""
+    measurer = SizeMeasurer(quick_bias=1.2, giveback_bias=0.7, reference_bias=[1.0, 0.7, 0.7])
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    rounds = result.report["rounds"]
+    grown = [r for r in rounds if r["kind"] == "giveback"]
+    checks = [c for c in result.report["drift_checks"] if c["for"] == "giveback"]
+    assert grown[0]["measured_ms"] <= 6.0 * 0.95, "read as it was, it passed"
+    assert checks[1]["drift"] == pytest.approx(0.7) and grown[0]["measured_ms"] / 0.7 > 5.7
+    assert result.certificate.arch_sha256 != grown[0]["arch_sha256"]
+    assert len(grown) == 2 and grown[1]["goal_ms"] < grown[0]["goal_ms"]
+    assert result.certificate.passed
 
 
 def test_unstable_certification_is_retaken(tmp_path):

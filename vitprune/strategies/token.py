@@ -206,8 +206,8 @@ def _learn_steps(ctx: TrainContext, spec: ArchSpec, goal_ms: float) -> int:
         return 0
     dense_ms = ctx.search.predict_ms(ctx.search.dense)
     token_ms = max(goal_ms, ctx.search.predict_ms(spec))
-    share = (dense_ms - token_ms) / max(dense_ms - goal_ms, 1e-9)
-    return int(ctx.steps * LEARN_SHARE * min(1.0, max(0.0, share)))
+    share = min(1.0, max(0.0, (dense_ms - token_ms) / max(dense_ms - goal_ms, 1e-9)))
+    return math.ceil(ctx.steps * LEARN_SHARE * share)  # a share of a few steps: at least one
 
 
 def scaled_to(ctx: SearchContext, spec: ArchSpec, goal_ms: float) -> ArchSpec | None:
