@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
+from torch import nn
+
 from budgetprune.schemas import ArchSpec
 from vitprune.gates import GatedViT, make_gated
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
@@ -25,7 +28,14 @@ from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
 
-__all__ = ["RatioSearch", "RatioPair", "best_ratios", "feasible_pairs", "uniform_spec"]
+__all__ = [
+    "RatioSearch",
+    "RatioPair",
+    "best_ratios",
+    "feasible_pairs",
+    "pair_kl",
+    "uniform_spec",
+]
 
 STAGES = 3
 
@@ -95,6 +105,14 @@ def best_ratios(
     )
 
 
+def pair_kl(
+    gated: GatedViT, teacher: nn.Module, batches: list[torch.Tensor], base: ArchSpec
+) -> Callable[[RatioPair], float]:
+    """A pair's loss: the KL to the teacher of `base` cut to it, hardened inside `gated`."""
+    kl = teacher_kl(gated, teacher, batches)
+    return lambda pair: kl(uniform_spec(base, *pair))
+
+
 @register_strategy("ratio_search")
 class RatioSearch(NetAdapt):
     """Works without data (the search alone); with data each stage is distilled."""
@@ -107,6 +125,21 @@ class RatioSearch(NetAdapt):
         base: ArchSpec | None = None,
     ) -> RatioPair | None:
         return best_ratios(ctx, goal_ms, loss, base)
+
+    def cut(
+        self,
+        ctx: SearchContext,
+        base: ArchSpec,
+        current: ArchSpec,
+        goal_ms: float,
+        loss: Callable[[RatioPair], float] | None,
+    ) -> tuple[ArchSpec, RatioPair | None]:
+        """`base` at the pair `pair_for` picks under `goal_ms`, or, when no pair is fast
+        enough, `current` shrunk by the greedy (pair None)."""
+        pair = self.pair_for(ctx, goal_ms, loss, base)
+        if pair is None:
+            return self.propose(ctx, current, goal_ms), None
+        return uniform_spec(base, *pair), pair
 
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         gated = make_gated(ctx.model, ctx.search.dense)
@@ -136,21 +169,15 @@ class RatioSearch(NetAdapt):
         loss = None
         if ctx.train is not None:
             batches = calibration_batches(ctx.train)
-            kl = teacher_kl(gated, ctx.teacher, batches)
-
-            def loss(pair: RatioPair) -> float:
-                return kl(uniform_spec(base, *pair))
-
+            loss = pair_kl(gated, ctx.teacher, batches, base)
             notes.append(f"pairs picked by the KL to the teacher on {len(batches)} batches")
         spec = base
         for stage in range(1, STAGES + 1):
             stage_goal = base_ms - (base_ms - goal_ms) * stage / STAGES
-            pair = self.pair_for(search, stage_goal, loss, base)
-            if pair is None:  # even the narrowest uniform pair is too slow: go greedy
-                spec = self.propose(search, spec, stage_goal)
+            spec, pair = self.cut(search, base, spec, stage_goal, loss)
+            if pair is None:  # even the narrowest uniform pair is too slow: went greedy
                 notes.append(f"stage {stage}: no uniform pair meets the goal; netadapt instead")
             else:
-                spec = uniform_spec(base, *pair)
                 notes.append(
                     f"stage {stage}: attention {pair[0]}/{search.dense.info.head_dim} dims, "
                     f"FFN {pair[1]}/{search.dense.info.mlp_hidden} neurons"

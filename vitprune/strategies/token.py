@@ -46,7 +46,7 @@ from vitprune.soft_tokens import SoftTokenViT
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.lagrangian import LatencyLagrangian
-from vitprune.strategies.ratio_search import RatioSearch, uniform_spec
+from vitprune.strategies.ratio_search import RatioSearch, pair_kl
 from vitprune.strategies.tune import tune_hard
 from vitprune.train import (
     TrainConfig,
@@ -194,9 +194,7 @@ class TokenPruning(RatioSearch):
     ) -> ArchSpec:
         """`base` (dense widths under a token schedule) cut at once to `goal_ms` by the pair
         whose sub-network is closest to the teacher (greedy when no pair is fast enough)."""
-        kl = teacher_kl(gated, teacher, batches)
-        pair = self.pair_for(search, goal_ms, lambda p: kl(uniform_spec(base, *p)), base)
-        return self.propose(search, base, goal_ms) if pair is None else uniform_spec(base, *pair)
+        return self.cut(search, base, base, goal_ms, pair_kl(gated, teacher, batches, base))[0]
 
 
 def _learn_steps(ctx: TrainContext, spec: ArchSpec, goal_ms: float) -> int:
