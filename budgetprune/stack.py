@@ -74,10 +74,13 @@ class Stack:
         )
         return json.loads(out.stdout)["token"]
 
+    def log_path(self, name: str) -> Path:
+        return (self.data_dir / "logs" / f"{name}.log").resolve()
+
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
-        log = (self.data_dir / "logs").resolve()
-        log.mkdir(parents=True, exist_ok=True)
-        out = open(log / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
+        log = self.log_path(name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")  # noqa: SIM115  (closed with the process)
         proc = subprocess.Popen(
             [sys.executable, "-m", "budgetprune.cli", *args],
             env=self.env,
@@ -107,7 +110,26 @@ class Stack:
         )
 
     def start_worker(self, name: str = "worker") -> None:
+        self.wait_for_worker(*self._spawn_worker(name))
+
+    def _spawn_worker(self, name: str) -> tuple[str, int]:
+        """The worker's name and where its log stood: a restarted worker appends to the log
+        its predecessor's "ready" line is in."""
+        log = self.log_path(name)
+        offset = log.stat().st_size if log.exists() else 0
         self._spawn(name, "worker", "--hostname", f"{name}@%h")
+        return name, offset
+
+    def wait_for_worker(self, name: str, offset: int = 0, timeout: float = 120) -> None:
+        """Until Celery logs the worker ready. Jobs submitted before a worker consumes go to
+        the workers that started first (a loaded machine takes seconds to import torch)."""
+        log = self.log_path(name)
+        self.wait_for(
+            lambda: b" ready." in log.read_bytes()[offset:],
+            f"{name} to be ready",
+            timeout=timeout,
+            proc=name,
+        )
 
     def start_agent(self, name: str = "agent", device_class: str = "cpu") -> None:
         self._spawn(
@@ -130,10 +152,11 @@ class Stack:
         """API, an admin user (its token is returned and kept), workers and agents, ready."""
         self.start_api()
         self.user_token = self.create_user("admin", admin=True)
-        for name in workers:
-            self.start_worker(name)
+        started = [self._spawn_worker(name) for name in workers]
         for name in agents:
             self.start_agent(name)
+        for worker in started:
+            self.wait_for_worker(*worker)
         self.wait_for_agents(self.user_token, len(agents))
         return self.user_token
 
@@ -162,7 +185,7 @@ class Stack:
         """The end of every process's log: what a failure report needs when the logs are gone."""
         parts = []
         for name in self.procs:
-            path = self.data_dir / "logs" / f"{name}.log"
+            path = self.log_path(name)
             text = path.read_text(errors="replace") if path.exists() else ""
             tail = "\n".join(text.splitlines()[-lines:])
             parts.append(f"--- {name} ({path}) ---\n{tail}")
