@@ -5,8 +5,6 @@ pipeline uses for whole models, so a table can be built on any device an agent s
 are costed in context, by the slope of latency over stacks of 1..k identical blocks; single
 graphs (selector, head, embedding) have a trivial graph's run overhead subtracted. At the end
 a few whole models are measured: their table sums check the table and calibrate the predictor.
-Before them, models of full-width blocks at each token count give what a block costs inside a
-whole model against its stacks (`BlockContext`).
 The default grid took 129-179 s for deit_tiny and 395 s for deit_small at 224 (ONNX Runtime
 1.32, 1 thread, this 2-core Xeon while other jobs ran; bench/README.md).
 """
@@ -28,14 +26,12 @@ from torch import nn
 
 from budgetprune.catalog import ModelInfo, get_model_info
 from budgetprune.errors import MeasurementError
-from budgetprune.schemas.arch import ArchSpec, BlockSpec, TokenSpec
+from budgetprune.schemas.arch import ArchSpec, BlockSpec
 from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
 from latency_tables import microbench as mb
-from latency_tables.lookup import attention_ms, mlp_ms
 from latency_tables.predictor import table_breakdown
 from latency_tables.schema import (
     AttentionGrid,
-    BlockContext,
     Curve,
     DriftReading,
     LatencyTable,
@@ -273,15 +269,10 @@ class _Bench:
         )
 
     def slope(
-        self,
-        make: Callable[[int], nn.Module],
-        input_shape: list[int],
-        depths: list[int],
-        *,
-        evict: bool = True,
+        self, make: Callable[[int], nn.Module], input_shape: list[int], depths: list[int]
     ) -> float:
         """Per-block cost: least-squares slope of latency over stack depth."""
-        t = [self.ms(make(k), input_shape, evict=evict) for k in depths]
+        t = [self.ms(make(k), input_shape) for k in depths]
         # a block cheaper than the timing noise can come out negative: it costs ~nothing (the
         # deepest stack over its depth would charge it the graph's sweep and run overhead)
         return max(0.0, float(np.polyfit(depths, t, 1)[0]))
@@ -415,9 +406,6 @@ def build_table(
             mlp=MlpGrid(tokens=tokens, hidden=hidden, ms=mlp_ms),
             selector=selector,
         )
-        table = table.model_copy(
-            update={"context": _context(bench, dense, table, batch_size, say, started)}
-        )
         specs = [
             ("dense", ArchSpec.dense(model, img_size, num_classes)),
             ("smallest", smallest_spec(model, img_size, num_classes)),
@@ -464,47 +452,6 @@ def build_table(
             "drift": bench.drift,
         }
     )
-
-
-def _context(
-    bench: _Bench,
-    dense: nn.Module,
-    table: LatencyTable,
-    batch_size: int,
-    say: Progress,
-    started: float,
-) -> BlockContext:
-    """Per-block cost of full-width blocks inside whole models, over the table's entry, at each
-    of the grid's token counts: the slope of models of 1 and of all blocks (a selector in front
-    of block 0 cuts the tokens), run as a deployed model runs, without the sweep."""
-    full = ArchSpec.dense(table.model, table.img_size, table.num_classes)
-    info, blocks = full.info, full.blocks
-    patches = info.num_patches(table.img_size)
-    depths = [1, len(blocks)]
-    image = [batch_size, 3, table.img_size, table.img_size]
-    gone = BlockSpec(attn=False, mlp=False)
-    factors = []
-    for n in table.attention.tokens:
-        kept = n - info.num_prefix_tokens
-        cut = TokenSpec(keep={0: kept / patches}, package_token=False) if kept < patches else None
-
-        def make(depth: int, cut: TokenSpec | None = cut) -> nn.Module:
-            spec = full.model_copy(
-                update={"blocks": blocks[:depth] + [gone] * (len(blocks) - depth), "tokens": cut}
-            )
-            return extract_subnet(dense, spec)
-
-        per_block = bench.slope(make, image, depths, evict=False)
-        b = blocks[0]
-        stack = attention_ms(table, n, len(b.heads), b.qk_dim, b.v_dim) + mlp_ms(
-            table, n, b.mlp_hidden
-        )
-        factors.append(max(per_block, 1e-6) / stack)
-    say(
-        f"blocks in whole models: x{', x'.join(f'{f:.2f}' for f in factors)} at "
-        f"{table.attention.tokens} tokens; {bench.count} graphs, {time.monotonic() - started:.0f} s"
-    )
-    return BlockContext(tokens=table.attention.tokens, factor=factors, depths=depths)
 
 
 def _device(bench: _Bench) -> DeviceFingerprint:

@@ -23,7 +23,6 @@ __all__ = [
     "AttentionGrid",
     "MlpGrid",
     "SelectorGrid",
-    "BlockContext",
     "WholeModelPoint",
     "DriftReading",
     "LatencyTable",
@@ -131,33 +130,6 @@ class SelectorGrid(BaseModel):
         return self
 
 
-class BlockContext(BaseModel):
-    """What a block costs inside a whole model over what the table's stacks charge for it, by
-    token count.
-
-    The stacks are a few blocks deep, so their weights stay in the last-level cache from run to
-    run (the sweep empties only the core's private caches); a whole model's weights may not fit
-    there (deit_small: 88 MB), and then every block streams them from memory. On many tokens the
-    block is compute-bound and that does not show; on few tokens it is memory-bound and costs
-    more than its stack entry: held-out deit_small specs that prune tokens hard and early read
-    12-16% low without this (bench/README.md, 2026-12-06). Measured on models of full-width
-    blocks at each token count, as the slope of their time over the number of blocks."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tokens: list[int]
-    factor: list[float] = Field(description="in-model per-block cost over the table's, per count")
-    depths: list[int] = Field(description="block counts of the whole models the slope is over")
-
-    @model_validator(mode="after")
-    def _check(self) -> BlockContext:
-        _ascending("tokens", self.tokens)
-        _shape("factor", self.factor, (len(self.tokens),))
-        if any(f <= 0 for f in self.factor):
-            raise ValueError("context factors must be positive")
-        return self
-
-
 class WholeModelPoint(BaseModel):
     """A whole sub-network measured on the same device: calibration and the table's check."""
 
@@ -212,9 +184,6 @@ class LatencyTable(BaseModel):
     attention: AttentionGrid
     mlp: MlpGrid
     selector: SelectorGrid | None = None
-    context: BlockContext | None = Field(
-        None, description="blocks inside whole models (None: tables built before it; factor 1)"
-    )
     whole_models: list[WholeModelPoint] = Field(default_factory=list)
     drift: list[DriftReading] = Field(
         default_factory=list,
