@@ -111,6 +111,10 @@ class Uniform(RatioSearch):
             lo, hi = (mid, hi) if ok else (lo, mid)
         return pair(lo)
 
+    def probe_candidates(self, ctx, goal_ms, loss, base) -> list[RatioPair]:
+        """One ratio: no pairs to probe between."""
+        return []
+
 
 @register_strategy("uniform_1x")
 class UniformOnce(Uniform):
@@ -183,7 +187,9 @@ def dense_latency(checkpoint: Path, work: Path) -> dict:
     return measured_p90(path, MeasureProtocol.certify(1))
 
 
-def run_strategy(strategy: str, budget_ms: float, args, data: Path, ckpt: Path, work: Path):
+def run_strategy(
+    strategy: str, budget_ms: float, args, data: Path, ckpt: Path, work: Path, seed: int
+):
     recovery = (2 if strategy in TRAINING_FREE else 1) * args.finetune_steps
     spec = JobCreate(
         model=MODEL,
@@ -196,8 +202,9 @@ def run_strategy(strategy: str, budget_ms: float, args, data: Path, ckpt: Path, 
         batch_size=args.batch_size,
         eval_per_class=args.val_per_class,
         latency_table="auto",
+        seed=seed,
     )
-    job = work / "jobs" / f"{strategy}-{budget_ms:.3f}"
+    job = model_path(work, strategy, budget_ms, seed).parents[1]
     shutil.rmtree(job, ignore_errors=True)  # a job cut off by an interrupted run starts over
     t0 = time.monotonic()
     try:
@@ -259,7 +266,7 @@ def _tp_pruned(ckpt: Path, ratio: float):
 
 
 def torch_pruning_row(
-    budget_ms: float, args, data: Path, ckpt: Path, work: Path, name: str = "torch_pruning"
+    budget_ms: float, args, data: Path, ckpt: Path, work: Path, name: str, seed: int
 ) -> dict:
     """Bisect the channel ratio on measured p90 (quick protocol) to the largest model under the
     pipeline's target, confirm it with the certification rule (latency does not depend on the
@@ -270,7 +277,7 @@ def torch_pruning_row(
     delivered model gets after its last pruning (netadapt and toast get only that)."""
     t0 = time.monotonic()
     target = budget_ms * (1 - JobCreate.model_fields["margin"].default)
-    path = model_path(work, name, budget_ms)
+    path = model_path(work, name, budget_ms, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def p90_at(ratio: float, protocol: MeasureProtocol) -> float:
@@ -291,6 +298,7 @@ def torch_pruning_row(
     teacher = create_model(MODEL, num_classes=10, checkpoint=str(ckpt)).eval()
     model = _tp_pruned(ckpt, ratio)
     steps = (1 if name.endswith("_1x") else 2) * args.finetune_steps
+    torch.manual_seed(seed)  # the data order, as a job's seed sets it
     train = loader(open_split(data, "train", 32, train=True), args.batch_size, shuffle=True)
     if steps:
         cfg = TrainConfig(steps=steps, lr=2e-4, warmup_steps=min(20, steps // 10))
@@ -312,9 +320,9 @@ def torch_pruning_row(
     }
 
 
-def model_path(work: Path, method: str, budget_ms: float) -> Path:
+def model_path(work: Path, method: str, budget_ms: float, seed: int = 0) -> Path:
     """Where a row's delivered ONNX model is kept (a job's own output for the strategies)."""
-    job = work / "jobs" / f"{method}-{budget_ms:.3f}"
+    job = work / "jobs" / (f"{method}-{budget_ms:.3f}" + (f"-seed{seed}" if seed else ""))
     return job / "model.onnx" if method in BASELINES else job / "out" / "model.onnx"
 
 
@@ -326,7 +334,7 @@ def side_by_side(body: dict, work: Path, rounds: int) -> None:
     protocol = MeasureProtocol(warmup=10, runs=200, max_batches=1, threads=1)
     measurer = LocalMeasurer("onnxruntime")
     rows = [r for r in body["rows"] if r.get("top1_after") is not None]
-    paths = [model_path(work, r["strategy"], r["budget_ms"]) for r in rows]
+    paths = [model_path(work, r["strategy"], r["budget_ms"], r.get("seed", 0)) for r in rows]
     kept = [(r, p) for r, p in zip(rows, paths, strict=True) if p.exists()]
     if not kept:
         return
@@ -397,9 +405,9 @@ def pareto_svg(body: dict) -> str:
 
 def markdown(body: dict) -> str:
     lines = [
-        "| budget | method | state | p90 ms | side by side: p50 / dense (x dense p90, ms) "
+        "| budget | method | seed | state | p90 ms | side by side: p50 / dense (x dense p90, ms) "
         "| top-1 | GMACs | arch |",
-        "|" + "---|" * 8,
+        "|" + "---|" * 9,
     ]
     for r in body["rows"]:
         top1 = f"{100 * r['top1_after']:.2f}%" if r.get("top1_after") is not None else "-"
@@ -409,9 +417,27 @@ def markdown(body: dict) -> str:
         paired = f"{sbs['p50_over_dense']:.3f} ({sbs['ms_at_dense_p90']:.2f})" if sbs else "-"
         lines.append(
             f"| {r['budget_fraction']:.0%} ({r['budget_ms']:.2f} ms) | {r['strategy']} | "
-            f"{r['state']} | {ms:.2f} | {paired} | {top1} | {gm} | {r.get('arch', '-')} |"
+            f"{r.get('seed', 0)} | {r['state']} | {ms:.2f} | {paired} | {top1} | {gm} | "
+            f"{r.get('arch', '-')} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + seed_means(body["rows"]))
+
+
+def seed_means(rows: list[dict]) -> list[str]:
+    """Mean top-1 over seeds per budget and method, where any ran more than one seed."""
+    top1 = defaultdict(list)
+    for r in rows:
+        if r.get("top1_after") is not None:
+            top1[(r["budget_fraction"], r["strategy"])].append(100 * r["top1_after"])
+    if all(len(v) < 2 for v in top1.values()):
+        return []
+    lines = ["", "| budget | method | seeds | mean top-1 | min-max |", "|" + "---|" * 5]
+    for (fraction, method), v in sorted(top1.items()):
+        lines.append(
+            f"| {fraction:.0%} | {method} | {len(v)} | {np.mean(v):.2f}% | "
+            f"{min(v):.2f}-{max(v):.2f}% |"
+        )
+    return lines
 
 
 def main() -> int:
@@ -429,6 +455,14 @@ def main() -> int:
     parser.add_argument("--tp-bisect-steps", type=int, default=6)
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.7, 0.5, 0.35])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="run each method once per seed (the job's `seed`: data order, augmentation, gate "
+        "noise): one seed's top-1 differences under about 1.3 points are not evidence",
+    )
     parser.add_argument(
         "--redo",
         nargs="+",
@@ -497,29 +531,30 @@ def main() -> int:
     print(f"teacher top-1 {teacher['top1']:.4f}, dense p90 {dense_ms:.3f} ms", file=sys.stderr)
     if set(args.redo) - set(args.methods):
         parser.error("--redo names methods that --methods does not run")
-    redo = {(fraction, method) for fraction in args.budgets for method in args.redo}
-    stale = [r for r in body["rows"] if (r["budget_fraction"], r["strategy"]) in redo]
+    redo = {(f, m, seed) for f in args.budgets for m in args.redo for seed in args.seeds}
+    stale = [r for r in body["rows"] if _row_key(r) in redo]
     body.setdefault("superseded", []).extend(stale)
     body["rows"] = [r for r in body["rows"] if r not in stale]
-    done = {(r["budget_fraction"], r["strategy"]) for r in body["rows"]}
+    done = {_row_key(r) for r in body["rows"]}
     commit = _commit()  # the code this process loaded
     for fraction in args.budgets:
         budget = fraction * dense_ms
-        for method in args.methods:
-            if (fraction, method) in done:
-                continue
-            try:
-                if method in BASELINES:
-                    row = torch_pruning_row(budget, args, data, ckpt, work, method)
-                else:
-                    row = run_strategy(method, budget, args, data, ckpt, work)
-            except Exception as exc:  # one method failing must not lose the other rows
-                row = {"strategy": method, "state": f"error: {type(exc).__name__}: {exc}"}
-            row["commit"] = commit
-            body["rows"].append({"budget_fraction": fraction, "budget_ms": budget, **row})
-            body["seconds"] = round(sum(r.get("seconds", 0) for r in body["rows"]), 1)
-            _save(out, body)
-            print(json.dumps(body["rows"][-1]), file=sys.stderr, flush=True)
+        for seed in args.seeds:
+            for method in args.methods:
+                if (fraction, method, seed) in done:
+                    continue
+                try:
+                    if method in BASELINES:
+                        row = torch_pruning_row(budget, args, data, ckpt, work, method, seed)
+                    else:
+                        row = run_strategy(method, budget, args, data, ckpt, work, seed)
+                except Exception as exc:  # one method failing must not lose the other rows
+                    row = {"strategy": method, "state": f"error: {type(exc).__name__}: {exc}"}
+                row |= {"seed": seed, "commit": commit}
+                body["rows"].append({"budget_fraction": fraction, "budget_ms": budget, **row})
+                body["seconds"] = round(sum(r.get("seconds", 0) for r in body["rows"]), 1)
+                _save(out, body)
+                print(json.dumps(body["rows"][-1]), file=sys.stderr, flush=True)
     if args.side_by_side:
         print(f"timing {len(body['rows'])} models side by side", file=sys.stderr, flush=True)
         side_by_side(body, work, args.side_by_side)
@@ -528,6 +563,11 @@ def main() -> int:
     out.with_suffix(".md").write_text(markdown(body) + "\n")
     print(markdown(body))
     return 0
+
+
+def _row_key(row: dict) -> tuple[float, str, int]:
+    """Rows from before `--seeds` ran with seed 0 (the job's default)."""
+    return row["budget_fraction"], row["strategy"], row.get("seed", 0)
 
 
 def _key(args) -> dict:

@@ -259,7 +259,7 @@ class Pipeline:
     def build(self) -> None:
         spec = self.spec
         self.report("build", 0.02)
-        torch.manual_seed(0)
+        torch.manual_seed(spec.seed)
         self.model = create_model(
             spec.model,
             img_size=spec.img_size,

@@ -106,6 +106,15 @@ class JobCreate(BaseModel):
     finetune_lr: float = Field(2e-4, gt=0, le=1.0)
     batch_size: int = Field(64, ge=1, le=4096)
     eval_per_class: int = Field(50, ge=1, le=100_000, description="val images per class")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="seeds the job's randomness (data order, augmentation, gate noise, and "
+        "the initial weights when no checkpoint is given): the same job with the same seed "
+        "trains the same way; jobs that differ only in it show how much a result owes to "
+        "chance",
+    )
 
     @property
     def fpga_profile(self) -> str | None:

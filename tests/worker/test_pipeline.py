@@ -404,6 +404,17 @@ def test_data_set_gives_accuracy_and_a_training_curve(tmp_path):
     assert result.report["training_curve"] and "finetune" in phases
 
 
+def test_the_seed_decides_how_a_job_trains(tmp_path):
+    def curve(seed: int, run: str) -> list[float]:
+        spec = _data_spec(tmp_path, "netadapt").model_copy(update={"seed": seed})
+        result, _, _ = _run(tmp_path / run, spec)
+        return [c["loss"] for c in result.report["training_curve"]]
+
+    first = curve(0, "a")
+    assert first == curve(0, "b"), "the same seed trains the same way"
+    assert first != curve(1, "c"), "another seed, another data order"
+
+
 def test_class_count_mismatch_is_a_clear_error(tmp_path):
     from budgetprune.errors import BudgetPruneError
 

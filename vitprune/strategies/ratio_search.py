@@ -9,6 +9,14 @@ model stays closest to the teacher on calibration batches wins (the paper search
 reaches the final pair in `STAGES` steps of rising cut, each followed by a share of the
 fine-tuning steps.
 
+The last stage's pair, the one delivered, is chosen after some tuning: the KL-best pair and its
+neighbours on the attention grid are each distilled for a sixth of the steps on a throwaway copy
+and scored by their KL then. Scored right after the cut, the KL underrates what narrow attention
+costs once tuned: at 50% of the latency on CIFAR-10 it picked 16/64 dims per head with 312/768
+neurons, and one ratio for both (24/64, 272) ended 1.6 points higher after the same training
+(bench/README.md, 2026-12-06 late morning). Like token's probes, these steps are search
+compute: the delivered weights never see them.
+
 Why the calibration loss: picking by kept magnitude share (attention and FFN weighted alike)
 chose 8 of 64 dims per head with 2464 FFN neurons at 35% on CIFAR-10 and ended 2.1 points below
 the uniform ratio at the same training budget (bench/README.md, 2026-12-05 Intel run).
@@ -16,6 +24,7 @@ the uniform ratio at the same training budget (bench/README.md, 2026-12-05 Intel
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -29,6 +38,7 @@ from vitprune.strategies.netadapt import NetAdapt
 from vitprune.strategies.tune import tune_hard
 
 __all__ = [
+    "PROBE_SHARE",
     "RatioSearch",
     "RatioPair",
     "best_ratios",
@@ -38,6 +48,7 @@ __all__ = [
 ]
 
 STAGES = 3
+PROBE_SHARE = 1 / 6  # of a fit's steps, each probe's distillation
 
 RatioPair = tuple[int, int]  # (qk and v dims per head, MLP neurons per block)
 
@@ -141,6 +152,49 @@ class RatioSearch(NetAdapt):
             return self.propose(ctx, current, goal_ms), None
         return uniform_spec(base, *pair), pair
 
+    def probe_candidates(
+        self,
+        ctx: SearchContext,
+        goal_ms: float,
+        loss: Callable[[RatioPair], float],
+        base: ArchSpec,
+    ) -> list[RatioPair]:
+        """The last stage's candidates: the pair under `goal_ms` that `loss` scores lowest
+        and its neighbours on the attention grid."""
+        pairs = feasible_pairs(ctx, goal_ms, base)  # ascending attention widths
+        if not pairs:
+            return []
+        i = pairs.index(min(pairs, key=loss))
+        return pairs[max(i - 1, 0) : i + 2]
+
+    def probed_pair(
+        self,
+        ctx: TrainContext,
+        gated: GatedViT,
+        base: ArchSpec,
+        goal_ms: float,
+        loss: Callable[[RatioPair], float],
+        batches: list[torch.Tensor],
+        phase: str,
+        notes: list[str],
+    ) -> RatioPair | None:
+        """Of `probe_candidates`, the pair closest to the teacher after each is distilled
+        for `PROBE_SHARE` of the steps on a copy of `gated`; None when there is nothing to
+        choose between or no steps to probe with."""
+        candidates = self.probe_candidates(ctx.search, goal_ms, loss, base)
+        steps = int(ctx.steps * PROBE_SHARE)
+        if len(candidates) < 2 or steps == 0:
+            return None
+        scored: list[tuple[float, RatioPair]] = []
+        for pair in candidates:
+            probe, spec = copy.deepcopy(gated), uniform_spec(base, *pair)
+            tune_hard(probe, spec, ctx, steps, [], f"{phase}-probe-{pair[0]}x{pair[1]}")
+            scored.append((teacher_kl(probe, ctx.teacher, batches)(spec), pair))
+        best = min(scored)[1]
+        tried = ", ".join(f"{d}/{h}: {kl:.4f}" for kl, (d, h) in scored)
+        notes.append(f"last pair by the KL after {steps} distillation steps of each ({tried})")
+        return best
+
     def fit(self, ctx: TrainContext, goal_ms: float) -> Fitted:
         gated = make_gated(ctx.model, ctx.search.dense)
         curve: list[dict[str, object]] = []
@@ -166,7 +220,7 @@ class RatioSearch(NetAdapt):
         share of `steps` inside `gated`; returns the last stage's spec."""
         search = ctx.search
         base_ms = search.predict_ms(base)
-        loss = None
+        loss, batches = None, []
         if ctx.train is not None:
             batches = calibration_batches(ctx.train)
             loss = pair_kl(gated, ctx.teacher, batches, base)
@@ -174,7 +228,15 @@ class RatioSearch(NetAdapt):
         spec = base
         for stage in range(1, STAGES + 1):
             stage_goal = base_ms - (base_ms - goal_ms) * stage / STAGES
-            spec, pair = self.cut(search, base, spec, stage_goal, loss)
+            probed = None
+            if stage == STAGES and loss is not None:
+                probed = self.probed_pair(
+                    ctx, gated, base, stage_goal, loss, batches, f"{phase}{stage}", notes
+                )
+            if probed is None:
+                spec, pair = self.cut(search, base, spec, stage_goal, loss)
+            else:
+                spec, pair = uniform_spec(base, *probed), probed
             if pair is None:  # even the narrowest uniform pair is too slow: went greedy
                 notes.append(f"stage {stage}: no uniform pair meets the goal; netadapt instead")
             else:

@@ -46,7 +46,7 @@ from vitprune.soft_tokens import SoftTokenViT
 from vitprune.strategies.base import Fitted, SearchContext, TrainContext, register_strategy
 from vitprune.strategies.calibration import calibration_batches, teacher_kl
 from vitprune.strategies.lagrangian import LatencyLagrangian
-from vitprune.strategies.ratio_search import RatioSearch, pair_kl
+from vitprune.strategies.ratio_search import PROBE_SHARE, RatioSearch, pair_kl
 from vitprune.strategies.tune import tune_hard
 from vitprune.train import (
     TrainConfig,
@@ -61,7 +61,6 @@ __all__ = ["TokenPruning", "keep_schedule", "scaled_to", "split_ratios", "with_t
 
 MIN_RATIO = 0.5
 MILDEST = 0.9  # the mildest schedule a probe tries: 90%, 81%, 73% of the patches kept
-PROBE_SHARE = 1 / 6  # of a job's steps, each probe's distillation
 SEARCH_STEPS = 12
 LEARN_SHARE = 0.6  # of a job's steps spent learning keep ratios; the rest distil the hard form
 KEEP_LR = 0.05  # Adam on the keep logits: a share moves ~0.01 per step

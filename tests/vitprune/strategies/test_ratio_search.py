@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import replace
 
 from tests.vitprune.strategies.conftest import DENSE_MS, assert_hard_form_is_extraction, batches
@@ -104,3 +105,27 @@ def test_pairs_cut_under_a_token_schedule_keep_it_and_are_wider(job):
     assert all(under[d] >= plain[d] for d in plain) and any(under[d] > plain[d] for d in plain)
     spec = uniform_spec(base, *best_ratios(ctx.search, goal, base=base))
     assert spec.tokens == base.tokens and predictor.predict(spec) <= goal
+
+
+def test_the_last_pair_is_the_kl_picks_neighbour_closest_to_the_teacher_after_tuning(job):
+    ctx, _ = job(steps=6)
+    goal = 0.6 * DENSE_MS
+    fitted = get_strategy("ratio_search").fit(ctx, goal)
+    (note,) = [n for n in fitted.notes if n.startswith("last pair by the KL after 1 ")]
+    scored = {
+        tuple(int(w) for w in pair.split("/")): float(kl)
+        for pair, kl in re.findall(r"(\d+/\d+): ([\d.]+)", note)
+    }
+    pairs = feasible_pairs(ctx.search, goal)
+    first = pairs.index(min(scored))
+    assert len(scored) >= 2 and sorted(scored) == pairs[first : first + len(scored)]
+    block = fitted.arch.blocks[0]
+    assert (block.qk_dim, block.mlp_hidden) == min(scored, key=scored.get)
+    assert [row["phase"] for row in fitted.curve].count("stage3") == 2, "probes log nothing"
+
+
+def test_without_steps_the_last_pair_is_not_probed(job):
+    ctx, _ = job(steps=0)
+    fitted = get_strategy("ratio_search").fit(ctx, 0.6 * DENSE_MS)
+    assert any("KL to the teacher" in n for n in fitted.notes)
+    assert not any(n.startswith("last pair") for n in fitted.notes)
