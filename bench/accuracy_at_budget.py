@@ -204,7 +204,7 @@ def run_strategy(
         latency_table="auto",
         seed=seed,
     )
-    job = model_path(work, strategy, budget_ms, seed).parents[1]
+    job = job_dir(work, strategy, budget_ms, seed)
     shutil.rmtree(job, ignore_errors=True)  # a job cut off by an interrupted run starts over
     t0 = time.monotonic()
     try:
@@ -320,9 +320,14 @@ def torch_pruning_row(
     }
 
 
-def model_path(work: Path, method: str, budget_ms: float, seed: int = 0) -> Path:
+def job_dir(work: Path, method: str, budget_ms: float, seed: int) -> Path:
+    """A row's folder (seed 0 unsuffixed: the rows from before `--seeds`)."""
+    return work / "jobs" / (f"{method}-{budget_ms:.3f}" + (f"-seed{seed}" if seed else ""))
+
+
+def model_path(work: Path, method: str, budget_ms: float, seed: int) -> Path:
     """Where a row's delivered ONNX model is kept (a job's own output for the strategies)."""
-    job = work / "jobs" / (f"{method}-{budget_ms:.3f}" + (f"-seed{seed}" if seed else ""))
+    job = job_dir(work, method, budget_ms, seed)
     return job / "model.onnx" if method in BASELINES else job / "out" / "model.onnx"
 
 
@@ -334,7 +339,7 @@ def side_by_side(body: dict, work: Path, rounds: int) -> None:
     protocol = MeasureProtocol(warmup=10, runs=200, max_batches=1, threads=1)
     measurer = LocalMeasurer("onnxruntime")
     rows = [r for r in body["rows"] if r.get("top1_after") is not None]
-    paths = [model_path(work, r["strategy"], r["budget_ms"], r.get("seed", 0)) for r in rows]
+    paths = [model_path(work, r["strategy"], r["budget_ms"], r["seed"]) for r in rows]
     kept = [(r, p) for r, p in zip(rows, paths, strict=True) if p.exists()]
     if not kept:
         return
@@ -417,7 +422,7 @@ def markdown(body: dict) -> str:
         paired = f"{sbs['p50_over_dense']:.3f} ({sbs['ms_at_dense_p90']:.2f})" if sbs else "-"
         lines.append(
             f"| {r['budget_fraction']:.0%} ({r['budget_ms']:.2f} ms) | {r['strategy']} | "
-            f"{r.get('seed', 0)} | {r['state']} | {ms:.2f} | {paired} | {top1} | {gm} | "
+            f"{r['seed']} | {r['state']} | {ms:.2f} | {paired} | {top1} | {gm} | "
             f"{r.get('arch', '-')} |"
         )
     return "\n".join(lines + seed_means(body["rows"]))
@@ -461,7 +466,7 @@ def main() -> int:
         nargs="+",
         default=[0],
         help="run each method once per seed (the job's `seed`: data order, augmentation, gate "
-        "noise): one seed's top-1 differences under about 1.3 points are not evidence",
+        "noise): two seeds moved one row by 1.9 points (bench/README.md)",
     )
     parser.add_argument(
         "--redo",
@@ -508,6 +513,8 @@ def main() -> int:
             f"{out} holds rows measured on {body['machine']['cpu']}, this is {_cpu()}: "
             "budgets are fractions of that machine's dense p90; give another --out"
         )
+    for row in body.get("rows", []):
+        row.setdefault("seed", 0)  # rows from before `--seeds` ran with the job's default
     if body.get("teacher_sha256") != sha256_file(ckpt) or body.get("args") != _key(args):
         body = {}  # another teacher or other settings: the old rows say nothing about this run
     if not body:
@@ -566,8 +573,7 @@ def main() -> int:
 
 
 def _row_key(row: dict) -> tuple[float, str, int]:
-    """Rows from before `--seeds` ran with seed 0 (the job's default)."""
-    return row["budget_fraction"], row["strategy"], row.get("seed", 0)
+    return row["budget_fraction"], row["strategy"], row["seed"]
 
 
 def _key(args) -> dict:

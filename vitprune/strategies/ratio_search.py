@@ -181,9 +181,9 @@ class RatioSearch(NetAdapt):
         """Of `probe_candidates`, the pair closest to the teacher after each is distilled
         for `PROBE_SHARE` of the steps on a copy of `gated`; None when there is nothing to
         choose between or no steps to probe with."""
-        candidates = self.probe_candidates(ctx.search, goal_ms, loss, base)
         steps = int(ctx.steps * PROBE_SHARE)
-        if len(candidates) < 2 or steps == 0:
+        candidates = self.probe_candidates(ctx.search, goal_ms, loss, base) if steps else []
+        if len(candidates) < 2:
             return None
         scored: list[tuple[float, RatioPair]] = []
         for pair in candidates:
