@@ -17,7 +17,9 @@ the dense model (one batch of `--runs` each, `latency_tables.side_by_side`), and
 taken as the median over rounds of its time over the mean of the dense timings around it: a
 slow phase of the host that outlasts the three timings hits all alike (runs before 2026-12-06
 evening divided by the one dense timing after the model). The predictors are scored on that
-ratio too (the job-style predictor rescaled to the dense model is a ratio predictor).
+ratio too (the job-style predictor rescaled to the dense model is a ratio predictor). A table
+that measured blocks inside whole models (`BlockContext`) is scored without that too, on the
+same truth ("table without context").
 
     .venv/bin/python bench/predictor_accuracy.py --out bench/results/predictor_accuracy.json
 
@@ -150,6 +152,8 @@ def run_model(args, model: str) -> dict:
         # ratio predictors, by table: anchored as a job is (the dense model's build-time time)
         # and on the calibration line's own dense prediction
         tables = {"table": table} | {p.stem: load_table(p) for p in args.compare_table}
+        if table.context is not None:  # what the whole-model context buys, on the same truth
+            tables["table without context"] = table.model_copy(update={"context": None})
         anchored: dict[str, tuple[LutPredictor, LutPredictor]] = {}
         for name, t in tables.items():
             anchored[name] = (LutPredictor(t), LutPredictor(t))

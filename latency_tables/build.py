@@ -5,8 +5,9 @@ pipeline uses for whole models, so a table can be built on any device an agent s
 are costed in context, by the slope of latency over stacks of 1..k identical blocks; single
 graphs (selector, head, embedding) have a trivial graph's run overhead subtracted. At the end
 a few whole models are measured: their table sums check the table and calibrate the predictor.
-The default grid took 129-179 s for deit_tiny and 395 s for deit_small at 224 (ONNX Runtime
-1.32, 1 thread, this 2-core Xeon while other jobs ran; bench/README.md).
+Before them, models of full-width blocks at each token count price a block inside a whole model
+against its stack entries (`BlockContext`). Build times are in bench/README.md ("Latency
+predictor accuracy").
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from torch import nn
 
 from budgetprune.catalog import ModelInfo, get_model_info
 from budgetprune.errors import MeasurementError
-from budgetprune.schemas.arch import ArchSpec, BlockSpec
+from budgetprune.schemas.arch import ArchSpec, BlockSpec, TokenSpec
 from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
 from latency_tables import microbench as mb
+from latency_tables.lookup import attention_ms, mlp_ms
 from latency_tables.predictor import table_breakdown
 from latency_tables.schema import (
     AttentionGrid,
+    BlockContext,
     Curve,
     DriftReading,
     LatencyTable,
@@ -47,7 +50,14 @@ from vitprune.models import create_model
 from vitprune.sample import sample_arch
 from worker.measurers import Measurer
 
-__all__ = ["TableGrid", "build_table", "sample_level", "table_protocol", "smallest_spec"]
+__all__ = [
+    "TableGrid",
+    "build_table",
+    "measure_context",
+    "sample_level",
+    "table_protocol",
+    "smallest_spec",
+]
 
 Progress = Callable[[str], None]
 
@@ -82,6 +92,12 @@ class TableGrid(BaseModel):
         ge=1,
         description="passes over the whole models, each timed between two timings of the "
         "dense model",
+    )
+    context_rounds: int = Field(
+        2,
+        ge=0,
+        description="rounds of the models that price full-width blocks inside a whole model "
+        "at each token count (`BlockContext`; 0: none)",
     )
 
     def tokens(self, info: ModelInfo, img_size: int) -> list[int]:
@@ -253,12 +269,8 @@ class _Bench:
                 extract_subnet(model, spec), paths[-1], img_size=spec.img_size,
                 batch_size=batch_size,
             )  # fmt: skip
-        # a whole model is long: one batch of at least 100 runs a timing, the rounds repeat it
-        protocol = self.protocol.model_copy(
-            update={"runs": max(self.protocol.runs, 100), "max_batches": 1}
-        )
         dense, ratios = between_references(
-            lambda path: self._timed(path, shape, protocol), paths[1:], paths[0], rounds
+            lambda path: self._timed(path, shape, self.whole_protocol), paths[1:], paths[0], rounds
         )
         dense_ms = float(np.median(dense))
         for path in paths:
@@ -267,6 +279,61 @@ class _Bench:
             [dense_ms] + [float(np.median(r)) * dense_ms for r in ratios],
             [[ms / dense_ms for ms in dense], *ratios],
         )
+
+    @property
+    def whole_protocol(self) -> MeasureProtocol:
+        """A whole model is long: one batch of at least 100 runs a timing; rounds repeat it."""
+        return self.protocol.model_copy(
+            update={"runs": max(self.protocol.runs, 100), "max_batches": 1}
+        )
+
+    def context(
+        self, model: nn.Module, table: LatencyTable, batch_size: int, rounds: int
+    ) -> BlockContext:
+        """What a full-width block costs inside a whole model, over the table's entry for it, at
+        each of the table's token counts. Two models per count, a selector in front of block 0
+        cutting the tokens to that count: one with every block and one with a single block,
+        run as deployed models run (no sweep). The short one is timed between two timings of
+        the long one, `rounds` times, so the difference is read at one speed of the host: the
+        first try took the slope of two timings minutes apart, and on a noisy host that slope
+        was mostly noise (bench/README.md, 2026-12-06)."""
+        full = ArchSpec.dense(table.model, table.img_size, table.num_classes)
+        info, blocks = full.info, full.blocks
+        patches = info.num_patches(table.img_size)
+        image = [batch_size, 3, table.img_size, table.img_size]
+        gone = BlockSpec(attn=False, mlp=False)
+        b = blocks[0]
+        factors = []
+        for n in table.attention.tokens:
+            kept = n - info.num_prefix_tokens
+            cut = (
+                TokenSpec(keep={0: kept / patches}, package_token=False) if kept < patches else None
+            )
+            paths = []
+            for depth in (len(blocks), 1):
+                spec = full.model_copy(
+                    update={
+                        "blocks": blocks[:depth] + [gone] * (len(blocks) - depth),
+                        "tokens": cut,
+                    }
+                )
+                paths.append(self.work_dir / f"context{depth}.onnx")
+                export_onnx(
+                    extract_subnet(model, spec), paths[-1], img_size=table.img_size,
+                    batch_size=batch_size,
+                )  # fmt: skip
+            deep, [ratios] = between_references(
+                lambda path: self._timed(path, image, self.whole_protocol), paths[1:], paths[0],
+                rounds,
+            )  # fmt: skip
+            for path in paths:
+                path.unlink()
+            per_block = float(np.median(deep)) * (1 - float(np.median(ratios))) / (len(blocks) - 1)
+            entry = attention_ms(table, n, len(b.heads), b.qk_dim, b.v_dim) + mlp_ms(
+                table, n, b.mlp_hidden
+            )
+            factors.append(max(per_block, 1e-3 * entry) / entry)
+        return BlockContext(tokens=table.attention.tokens, factor=factors, depths=[1, len(blocks)])
 
     def slope(
         self, make: Callable[[int], nn.Module], input_shape: list[int], depths: list[int]
@@ -406,6 +473,14 @@ def build_table(
             mlp=MlpGrid(tokens=tokens, hidden=hidden, ms=mlp_ms),
             selector=selector,
         )
+        if grid.context_rounds:
+            context = bench.context(dense, table, batch_size, grid.context_rounds)
+            table = table.model_copy(update={"context": context})
+            say(
+                f"blocks in whole models: x{', x'.join(f'{f:.2f}' for f in context.factor)} at "
+                f"{context.tokens} tokens; {bench.count} graphs, "
+                f"{time.monotonic() - started:.0f} s"
+            )
         specs = [
             ("dense", ArchSpec.dense(model, img_size, num_classes)),
             ("smallest", smallest_spec(model, img_size, num_classes)),
@@ -452,6 +527,23 @@ def build_table(
             "drift": bench.drift,
         }
     )
+
+
+def measure_context(
+    table: LatencyTable,
+    measurer: Measurer,
+    *,
+    rounds: int = 2,
+    seed: int = 0,
+    work_dir: Path | None = None,
+) -> BlockContext:
+    """`table`'s blocks priced inside whole models on `measurer`'s device (the table's protocol
+    and statistic), for a table built without it or to re-measure it."""
+    torch.manual_seed(seed)
+    model = create_model(table.model, img_size=table.img_size, num_classes=table.num_classes)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        bench = _Bench(measurer, table.protocol, table.statistic, Path(tmp), 0, 0)
+        return bench.context(model, table, table.batch_size, rounds)
 
 
 def _device(bench: _Bench) -> DeviceFingerprint:

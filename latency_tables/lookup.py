@@ -11,7 +11,7 @@ from typing import Any
 from latency_tables.interp import interp1, interp_curve, value_of
 from latency_tables.schema import LatencyTable
 
-__all__ = ["attention_ms", "mlp_ms", "selector_ms", "fixed_ms"]
+__all__ = ["attention_ms", "mlp_ms", "in_model", "selector_ms", "fixed_ms"]
 
 
 def attention_ms(table: LatencyTable, tokens: int, heads: Any, qk_dim: Any, v_dim: Any) -> Any:
@@ -52,6 +52,13 @@ def attention_ms(table: LatencyTable, tokens: int, heads: Any, qk_dim: Any, v_di
 def mlp_ms(table: LatencyTable, tokens: int, hidden: Any) -> Any:
     m = table.mlp
     return interp1(m.tokens, tokens, lambda i: interp1(m.hidden, hidden, m.ms[i].__getitem__))
+
+
+def in_model(table: LatencyTable, tokens: Any) -> Any:
+    """What a block on `tokens` tokens costs inside a whole model per millisecond of its stack
+    entries (`BlockContext`); 1 for tables without it."""
+    c = table.context
+    return 1.0 if c is None else interp_curve(c.tokens, c.factor, tokens)
 
 
 def selector_ms(table: LatencyTable, tokens_in: int, package: bool) -> float:

@@ -1,12 +1,13 @@
 """Arch spec -> latency from a lookup table, calibrated on whole models measured on the device.
 
-The table's raw sum (fixed part + each block's attention and MLP + token selectors) is what the
-blocks cost in stacks of their own kind; a whole model differs slightly (blocks of mixed widths
-share caches differently, the runtime fuses across the embedding). A line
-`measured = scale * raw + offset`, fitted on whole models measured on the same device, absorbs
-that residual; it starts from the whole models the builder measured into the table and learns
-from every model `add`ed later. The interface is LinearMacsPredictor's, so the pipeline can use
-either. Torch-free, so the API and agents can run it.
+The table's raw sum is the fixed part, plus each block's attention and MLP as stacks of their
+own kind measured them, times what a block on that many tokens costs inside a whole model over
+its stack entry (`BlockContext`), plus the token selectors. A whole model still differs
+slightly (blocks of mixed widths share caches differently, the runtime fuses across the
+embedding); a line `measured = scale * raw + offset`, fitted on whole models measured on the
+same device, absorbs that residual; it starts from the whole models the builder measured into
+the table and learns from every model `add`ed later. The interface is LinearMacsPredictor's, so
+the pipeline can use either. Torch-free, so the API and agents can run it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from budgetprune.schemas.arch import ArchSpec
-from latency_tables.lookup import attention_ms, fixed_ms, mlp_ms, selector_ms
+from latency_tables.lookup import attention_ms, fixed_ms, in_model, mlp_ms, selector_ms
 from latency_tables.schema import LatencyTable, WholeModelPoint
 from vitprune.cost import token_stages, tokens_per_block
 
@@ -68,9 +69,9 @@ def table_breakdown(
     for blk, n in zip(spec.blocks, counts, strict=True):
         a_key, m_key = (n, len(blk.heads), blk.qk_dim, blk.v_dim), (n, blk.mlp_hidden)
         if blk.attn and a_key not in memo:
-            memo[a_key] = attention_ms(table, *a_key)
+            memo[a_key] = attention_ms(table, *a_key) * in_model(table, n)
         if blk.mlp and m_key not in memo:
-            memo[m_key] = mlp_ms(table, *m_key)
+            memo[m_key] = mlp_ms(table, *m_key) * in_model(table, n)
         attn.append(memo[a_key] if blk.attn else 0.0)
         mlp.append(memo[m_key] if blk.mlp else 0.0)
     selectors = [

@@ -23,6 +23,7 @@ __all__ = [
     "AttentionGrid",
     "MlpGrid",
     "SelectorGrid",
+    "BlockContext",
     "WholeModelPoint",
     "DriftReading",
     "LatencyTable",
@@ -130,6 +131,35 @@ class SelectorGrid(BaseModel):
         return self
 
 
+class BlockContext(BaseModel):
+    """What a block costs inside a whole model over what the table's stacks charge for it, by
+    token count.
+
+    A stack is one or three copies of a block behind a cache sweep; a whole model is twelve
+    different blocks, an embedding and a head, whose weights and activations meet the caches
+    and the runtime's memory plan differently. The gap grows as the tokens shrink: on a
+    2-vCPU Xeon, x1.21 at 197 tokens and x2.21 at 7 for deit_small, so held-out specs that
+    prune tokens hard and early read 12-16% low without it and within 5% with it (the common
+    part of the gap goes into the calibration line either way; bench/README.md, 2026-12-06
+    evening). Measured on models of full-width blocks behind a token cut, as the time of all
+    blocks against one block (`depths`), the short model timed between two timings of the
+    long one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[int]
+    factor: list[float] = Field(description="in-model per-block cost over the table's, per count")
+    depths: list[int] = Field(description="block counts of the whole models the slope is over")
+
+    @model_validator(mode="after")
+    def _check(self) -> BlockContext:
+        _ascending("tokens", self.tokens)
+        _shape("factor", self.factor, (len(self.tokens),))
+        if any(f <= 0 for f in self.factor):
+            raise ValueError("context factors must be positive")
+        return self
+
+
 class WholeModelPoint(BaseModel):
     """A whole sub-network measured on the same device: calibration and the table's check."""
 
@@ -184,6 +214,9 @@ class LatencyTable(BaseModel):
     attention: AttentionGrid
     mlp: MlpGrid
     selector: SelectorGrid | None = None
+    context: BlockContext | None = Field(
+        None, description="blocks inside whole models (None: tables built before it; factor 1)"
+    )
     whole_models: list[WholeModelPoint] = Field(default_factory=list)
     drift: list[DriftReading] = Field(
         default_factory=list,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from budgetprune.schemas.arch import ArchSpec
-from latency_tables.lookup import attention_ms, fixed_ms, mlp_ms, selector_ms
+from latency_tables.lookup import attention_ms, fixed_ms, in_model, mlp_ms, selector_ms
 from latency_tables.predictor import LutPredictor, check_fits
 from latency_tables.schema import LatencyTable
 from vitprune.cost import token_stages, tokens_per_block
@@ -104,7 +104,8 @@ def expected_latency(
     total = torch.zeros(())
     for p, n in zip(probs, counts, strict=True):
         attn = attention_ms(table, n, p.heads.sum(), p.qk.sum(), p.v.sum())
-        total = total + p.attn * attn + p.mlp * mlp_ms(table, n, p.neurons.sum())
+        block = p.attn * attn + p.mlp * mlp_ms(table, n, p.neurons.sum())
+        total = total + block * in_model(table, n)
     for n_in, package in selectors:
         total = total + selector_ms(table, n_in, package)
     full = info.num_prefix_tokens + info.num_patches(template.img_size)

@@ -28,6 +28,7 @@ GRID = {
     "stack_depths": [1, 2],
     "evict_bytes": 1 << 20,
     "whole_models": 1,
+    "context_rounds": 1,
 }
 
 

@@ -11,6 +11,7 @@ from budgetprune.errors import MeasurementError
 from budgetprune.schemas import ArchSpec
 from device_agents.stats import latency_stats
 from latency_tables.build import build_table, smallest_spec
+from latency_tables.onnx_shapes import matmul_shapes
 from latency_tables.predictor import LutPredictor, table_breakdown
 from vitprune.sample import sample_arch
 
@@ -69,6 +70,62 @@ def test_token_pruned_specs_within_interpolation_error(macs_table, tmp_path):
         spec = sample_arch(TINY, seed=seed, img_size=64, width_multiple=8, tokens=True)
         raw = table_breakdown(macs_table, spec).total_ms
         assert raw == pytest.approx(_true_ms(spec, tmp_path), rel=0.03)
+
+
+def test_blocks_cost_in_whole_models_what_their_stacks_charge_on_the_macs_device(macs_table):
+    c = macs_table.context
+    assert c is not None and c.tokens == macs_table.attention.tokens and c.depths == [1, 12]
+    assert c.factor == pytest.approx([1.0] * len(c.tokens), rel=1e-6)
+
+
+CACHE_PARAMS = 2_000_000  # more than a stack of 3 blocks of deit_tiny, less than the model
+MS_PER_MPARAM_STREAMED = 0.002
+
+
+class _LastLevelCache(MacsMeasurer):
+    """A device whose last-level cache holds CACHE_PARAMS weights: a graph with more streams
+    the rest from memory on every run, as a whole deit_small does on a 32 MB L3 while the
+    table's short stacks stay cached. The cost per weight does not depend on the token count,
+    so it matters most where blocks are cheap: on few tokens."""
+
+    def measure(self, onnx_path, protocol, input_shape):
+        result = super().measure(onnx_path, protocol, input_shape)
+        params = sum(s.k * s.n for s in matmul_shapes(onnx_path) if s.weight)
+        extra = MS_PER_MPARAM_STREAMED * max(0, params - CACHE_PARAMS) / 1e6
+        ms = [result.stats.p50_ms + extra] * protocol.runs
+        return result.model_copy(update={"stats": latency_stats(ms, warmup=protocol.warmup)})
+
+
+@pytest.fixture(scope="module")
+def cache_table():
+    grid = SMALL_GRID.model_copy(update={"whole_models": 0})
+    return build_table(TINY, 64, _LastLevelCache(), threads=1, grid=grid)
+
+
+@pytest.mark.parametrize(
+    "keep", [{0: 0.25}, {2: 0.5, 6: 0.25}, {0: 0.5}], ids=["4@0", "8@2,4@6", "8@0"]
+)
+def test_whole_model_context_prices_blocks_on_few_tokens_as_the_model_runs_them(
+    cache_table, tmp_path, keep
+):
+    from budgetprune.schemas import TokenSpec
+
+    table = cache_table
+    factor = table.context.factor
+    assert factor[0] > factor[1] > factor[2] > 1.0  # cheapest blocks, largest share streamed
+    spec = ArchSpec.dense(TINY, 64).model_copy(
+        update={"tokens": TokenSpec(keep=keep, package_token=False)}
+    )
+    path = tmp_path / "m.onnx"
+    from vitprune.export import export_onnx
+    from vitprune.extract import extract_subnet
+    from vitprune.models import create_model
+
+    export_onnx(extract_subnet(create_model(TINY, img_size=64), spec), path, img_size=64)
+    true = _LastLevelCache().measure(path, _protocol(), [1, 3, 64, 64]).stats.p50_ms
+    assert table_breakdown(table, spec).total_ms == pytest.approx(true, rel=0.03)
+    stacks_only = table_breakdown(table.model_copy(update={"context": None}), spec).total_ms
+    assert stacks_only < 0.93 * true
 
 
 def test_calibration_from_the_tables_whole_models_is_near_identity(macs_table):
