@@ -183,6 +183,22 @@ def test_misses_that_shrinks_barely_move_are_closed_by_the_measured_rate(tmp_pat
     assert result.certificate.passed and result.certificate.certified_ms <= 6.0 * 0.95
 
 
+def test_a_shrunk_network_that_reads_slower_than_its_parent_does_not_set_the_rate(tmp_path):
+    """The searched network's certifications read 30% high (twice), the network it shrinks to
+    80% high: slower than the network it was cut from, which only the device's load explains.
+    The next shrink aims by the ratio rule (here to 3.1 ms), not by that "gain" at the floor
+    rate, which sent the network to the smallest allowed (1.9 ms)."""
+    measurer = SizeMeasurer(certify_bias=[1.3] * 4 + [1.8] * 2)
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6, slack=0.9)
+    result, _, _ = _run(tmp_path, spec, measurer)
+    certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
+    assert len({r["arch_sha256"] for r in certify}) == 3, "shrunk twice"
+    assert certify[-2]["measured_ms"] > certify[0]["measured_ms"], "the shrink read slower"
+    smallest = next(r for r in result.report["rounds"] if r["kind"] == "smallest")
+    assert result.certificate.passed and certify[-1]["gmacs"] > smallest["gmacs"]
+    assert result.certificate.certified_ms > 0.5 * 6.0 * 0.95
+
+
 def test_the_infeasible_message_names_the_network_it_measured(tmp_path):
     """Every certification reads 6 ms whatever is certified (the target is 5.7): the job ends
     infeasible after its shrinks, the message describes the last network certified (not the
