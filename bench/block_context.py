@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.predictor_accuracy import summary  # noqa: E402
 from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.fingerprint import cpu_model  # noqa: E402
 from latency_tables import LutPredictor, load_table, save_table  # noqa: E402
@@ -35,16 +36,8 @@ from worker.measurers import LocalMeasurer  # noqa: E402
 
 
 def score(predicted: list[float], truth: list[float]) -> dict[str, float]:
-    err = (np.array(predicted) / np.array(truth) - 1.0) * 100
-    ape = np.abs(err)
-    return {
-        "median_ape_pct": float(np.median(ape)),
-        "p95_ape_pct": float(np.percentile(ape, 95)),
-        "max_ape_pct": float(ape.max()),
-        "within_5pct": float(np.mean(ape <= 5.0)),
-        "within_10pct": float(np.mean(ape <= 10.0)),
-        "signed_median_pct": float(np.median(err)),
-    }
+    signed = float(np.median(np.array(predicted) / np.array(truth) - 1.0) * 100)
+    return summary(predicted, truth) | {"signed_median_pct": signed}
 
 
 def main() -> int:

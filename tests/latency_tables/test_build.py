@@ -10,7 +10,7 @@ import pytest
 from budgetprune.errors import MeasurementError
 from budgetprune.schemas import ArchSpec
 from device_agents.stats import latency_stats
-from latency_tables.build import build_table, smallest_spec
+from latency_tables.build import build_table, measure_context, smallest_spec
 from latency_tables.onnx_shapes import matmul_shapes
 from latency_tables.predictor import LutPredictor, table_breakdown
 from vitprune.sample import sample_arch
@@ -126,6 +126,13 @@ def test_whole_model_context_prices_blocks_on_few_tokens_as_the_model_runs_them(
     assert table_breakdown(table, spec).total_ms == pytest.approx(true, rel=0.03)
     stacks_only = table_breakdown(table.model_copy(update={"context": None}), spec).total_ms
     assert stacks_only < 0.93 * true
+
+
+def test_measure_context_prices_a_table_built_without_it(cache_table):
+    """`bench/block_context.py` adds the step to an existing table: the same factors."""
+    bare = cache_table.model_copy(update={"context": None})
+    context = measure_context(bare, _LastLevelCache(), rounds=1)
+    assert context.factor == pytest.approx(cache_table.context.factor, rel=1e-6)
 
 
 def test_calibration_from_the_tables_whole_models_is_near_identity(macs_table):
