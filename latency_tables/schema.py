@@ -138,8 +138,8 @@ class BlockContext(BaseModel):
     A stack is one or three copies of a block behind a cache sweep; a whole model is twelve
     different blocks, an embedding and a head, whose weights and activations meet the caches
     and the runtime's memory plan differently. The gap grows as the tokens shrink: on a
-    2-vCPU Xeon, x1.21 at 197 tokens and x2.21 at 7 for deit_small, so held-out specs that
-    prune tokens hard and early read 12-16% low without it and within 5% with it (the common
+    2-vCPU Xeon, x1.12 at 197 tokens and x1.60 at 7 for deit_small, and held-out specs that
+    prune tokens hard and early read 11-16% low without it and within 6% with it (the common
     part of the gap goes into the calibration line either way; bench/README.md, 2026-12-06
     evening). Measured on models of full-width blocks behind a token cut, as the time of all
     blocks against one block (`depths`), the short model timed between two timings of the
