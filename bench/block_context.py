@@ -26,12 +26,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.predictor_accuracy import summary  # noqa: E402
+from bench.predictor_accuracy import held_out_spec, summary  # noqa: E402
 from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.fingerprint import cpu_model  # noqa: E402
 from latency_tables import LutPredictor, load_table, save_table  # noqa: E402
 from latency_tables.build import measure_context  # noqa: E402
-from vitprune.sample import sample_arch  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 
 
@@ -70,13 +69,7 @@ def main() -> int:
         predictors[name].add(dense, 1.0)  # job-style: a ratio to the dense model
     truth, predicted = [], {name: [] for name in predictors}
     for row in rows:
-        spec = sample_arch(
-            table.model,
-            seed=row["seed"],
-            img_size=table.img_size,
-            width_multiple=args.width_multiple,
-            tokens=True,
-        )
+        spec = held_out_spec(table.model, row["seed"], table.img_size, args.width_multiple)
         if spec.summary() != row["arch"]:
             parser.error(f"seed {row['seed']} is not the spec the run measured")
         truth.append(row["ratio"]["median"])

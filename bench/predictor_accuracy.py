@@ -55,6 +55,14 @@ from vitprune.sample import sample_arch  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 
 
+def held_out_spec(model: str, seed: int, img_size: int, width_multiple: int) -> ArchSpec:
+    """The held-out spec of `seed`: the one definition the benchmarks that re-score or re-time a
+    run's models regenerate them from."""
+    return sample_arch(
+        model, seed=seed, img_size=img_size, width_multiple=width_multiple, tokens=True
+    )
+
+
 def summary(predicted: list[float], measured: list[float]) -> dict[str, float]:
     ape = np.abs(np.array(predicted) / np.array(measured) - 1.0) * 100
     return {
@@ -124,13 +132,7 @@ def run_model(args, model: str) -> dict:
 
         def held_out(seed: int) -> ArchSpec:
             """Held-out spec `seed`, its sub-network exported to `onnx_path`."""
-            spec = sample_arch(
-                model,
-                seed=seed,
-                img_size=args.img_size,
-                width_multiple=args.width_multiple,
-                tokens=True,
-            )
+            spec = held_out_spec(model, seed, args.img_size, args.width_multiple)
             export_onnx(extract_subnet(dense, spec), onnx_path, img_size=args.img_size)
             return spec
 

@@ -23,13 +23,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.predictor_accuracy import held_out_spec  # noqa: E402
 from budgetprune.schemas import ArchSpec, MeasureProtocol  # noqa: E402
 from latency_tables import LutPredictor, load_table  # noqa: E402
 from latency_tables.side_by_side import between_references  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
 from vitprune.extract import extract_subnet  # noqa: E402
 from vitprune.models import create_model  # noqa: E402
-from vitprune.sample import sample_arch  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 
 
@@ -56,13 +56,7 @@ def main() -> int:
         ref = Path(tmp) / "dense.onnx"
         export_onnx(dense, ref, img_size=table.img_size)
         for seed in args.seeds:
-            spec = sample_arch(
-                table.model,
-                seed=seed,
-                img_size=table.img_size,
-                width_multiple=args.width_multiple,
-                tokens=True,
-            )
+            spec = held_out_spec(table.model, seed, table.img_size, args.width_multiple)
             pair = {"tokens": spec, "no tokens": spec.model_copy(update={"tokens": None})}
             paths = []
             for name, s in pair.items():
