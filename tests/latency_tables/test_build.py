@@ -245,3 +245,34 @@ def test_whole_models_are_timed_against_the_dense_model_around_them(macs_table):
         assert len(p.over_dense) == grid.whole_rounds
         truth = steady[p.arch.sha256()] / steady[dense.arch.sha256()]
         assert p.measured_ms / dense.measured_ms == pytest.approx(truth, rel=1e-3)
+
+
+class _Counts(MacsMeasurer):
+    """Records each file's timings as (runs, warm-up runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timings: dict[str, list[tuple[int, int]]] = {}
+
+    def measure(self, onnx_path, protocol, input_shape):
+        self.timings.setdefault(Path(onnx_path).name, []).append((protocol.runs, protocol.warmup))
+        return super().measure(onnx_path, protocol, input_shape)
+
+
+def test_every_whole_model_gets_200_runs_and_the_dense_model_between_them_50_a_timing():
+    from latency_tables.build import REFERENCE_RUNS, WHOLE_RUNS
+
+    counts = _Counts()
+    table = build_table(TINY, 64, counts, threads=1, grid=SMALL_GRID)
+    wholes = [f"whole{i}.onnx" for i in range(len(table.whole_models))]
+    dense, samples = counts.timings[wholes[0]], [counts.timings[name] for name in wholes[1:]]
+    assert len(dense) == 1 + SMALL_GRID.whole_rounds * len(samples)
+    assert {runs for runs, _ in dense} == {REFERENCE_RUNS}
+    assert all(sum(runs for runs, _ in s) == WHOLE_RUNS == 200 for s in samples)
+    # the in-model step's models are timed the same way; nothing whole warms up more than 3 runs
+    context = counts.timings["context1.onnx"]
+    assert sum(runs for runs, _ in context) == WHOLE_RUNS * len(table.attention.tokens)
+    timed_whole = [
+        t for name, ts in counts.timings.items() if "whole" in name or "context" in name for t in ts
+    ]
+    assert max(warmup for _, warmup in timed_whole) == 3
