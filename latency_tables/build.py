@@ -290,12 +290,12 @@ class _Bench:
         """`between_references` for whole models: each of `paths` timed with `WHOLE_RUNS` runs
         over the rounds, the reference with `REFERENCE_RUNS` a timing (it is timed once per
         model and round), one batch after at most 3 warm-up runs a timing. The reference's
-        timings were most of a deit_small build (19 of 100 runs at 98 ms: 186 of 777 s on an
-        AMD host), and the host's speed, not the sample, is what moves a ratio there: a
-        model's two rounds differed by up to 10% (0.308 against 0.339 of the dense model)
-        while consecutive 50-run p50s of the dense model spread 2.8% over 400 runs (100-run
-        ones 1.6%), and ONNX Runtime's first run after loading is already at speed (deit_small:
-        95 ms, then 95-106 ms)."""
+        timings were the largest part of a deit_small build (19 of 110 runs at about 100 ms:
+        some 210 of 777 s on an AMD host), and the host's speed, not the sample, is what
+        moves a ratio there: a model's two rounds differed by up to 10% (0.308 against 0.339
+        of the dense model) while consecutive 50-run p50s of the dense model spread 2.8% over
+        400 runs (100-run ones 1.6%), and ONNX Runtime's first run after loading is already
+        at speed (deit_small: 95 ms, then 95-106 ms)."""
 
         def timing(runs: int) -> MeasureProtocol:
             update = {"warmup": min(self.protocol.warmup, 3), "runs": runs, "max_batches": 1}
