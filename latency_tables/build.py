@@ -85,6 +85,12 @@ class TableGrid(BaseModel):
     )
     max_head_points: int = Field(6, ge=2, description="head counts measured (evenly spread)")
     stack_depths: list[int] = Field(default=[1, 3], min_length=2)
+    deep_stack: int = Field(
+        12,
+        ge=0,
+        description="a further stack depth, measured where the deepest of `stack_depths` adds "
+        "less than the one-block graph takes (0: never); see `_Bench.slope`",
+    )
     evict_bytes: int = Field(8 << 20, ge=0, description="weights every graph streams (0: none)")
     whole_models: int = Field(
         8, ge=0, description="random sub-networks measured whole, spread over the keep levels"
@@ -356,10 +362,24 @@ class _Bench:
         return BlockContext(tokens=table.attention.tokens, factor=factors, depths=[1, len(blocks)])
 
     def slope(
-        self, make: Callable[[int], nn.Module], input_shape: list[int], depths: list[int]
+        self,
+        make: Callable[[int], nn.Module],
+        input_shape: list[int],
+        depths: list[int],
+        deep: int = 0,
     ) -> float:
-        """Per-block cost: least-squares slope of latency over stack depth."""
+        """Per-block cost: least-squares slope of latency over stack depth.
+
+        Where the blocks added over the shallowest stack cost less than that stack's graph (its
+        cache sweep and run overhead), the slope is mostly the graphs' noise: a 32-pixel
+        deit_tiny table read blocks of 5-200 us from timings that scatter ~20 us, so 24% of
+        its neighbouring entries fell as tokens, heads, dims or neurons were added, and the
+        searches that price cuts by the table pruned the wrong units. There a stack of `deep`
+        blocks is timed too: 2.5% fell (bench/README.md, 2026-12-06 night)."""
         t = [self.ms(make(k), input_shape) for k in depths]
+        if deep > depths[-1] and t[-1] - t[0] < t[0]:
+            depths = [*depths, deep]
+            t.append(self.ms(make(deep), input_shape))
         # a block cheaper than the timing noise can come out negative: it costs ~nothing (the
         # deepest stack over its depth would charge it the graph's sweep and run overhead)
         return max(0.0, float(np.polyfit(depths, t, 1)[0]))
@@ -396,7 +416,7 @@ def build_table(
     d, b = info.embed_dim, batch_size
     tokens = grid.tokens(info, img_size)
     heads, dims, hidden = grid.heads(info), grid.dims(info), grid.hidden(info)
-    depths = grid.stack_depths
+    depths, deep = grid.stack_depths, grid.deep_stack
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         bench = _Bench(
@@ -415,6 +435,7 @@ def build_table(
                 ),
                 [b, n, d],
                 depths,
+                deep,
             )
 
         qk_ms = [[[0.0] * len(dims) for _ in heads] for _ in tokens]
@@ -439,7 +460,10 @@ def build_table(
         mlp_ms = [
             [
                 bench.slope(
-                    lambda depth, k=k: mb.mlp_stack(block, hidden=k, depth=depth), [b, n, d], depths
+                    lambda depth, k=k: mb.mlp_stack(block, hidden=k, depth=depth),
+                    [b, n, d],
+                    depths,
+                    deep,
                 )
                 for k in hidden
             ]
@@ -481,6 +505,7 @@ def build_table(
             protocol=protocol,
             statistic=statistic,
             stack_depths=depths,
+            deep_stack=deep,
             built_at=datetime.now(UTC),
             build_seconds=0.0,
             measurements=bench.count,

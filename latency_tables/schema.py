@@ -202,6 +202,12 @@ class LatencyTable(BaseModel):
     protocol: MeasureProtocol
     statistic: Statistic = "p50_ms"
     stack_depths: list[int] = Field(description="stacks of identical blocks; cost = slope")
+    deep_stack: int = Field(
+        0,
+        ge=0,
+        description="stack depth also timed where the others rose less than the one-block graph "
+        "took (0: none; tables built before it)",
+    )
     evict_bytes: int = Field(ge=0, description="weights each graph streamed to empty the caches")
     built_at: datetime
     build_seconds: float = Field(ge=0)

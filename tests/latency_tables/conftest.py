@@ -28,15 +28,16 @@ MS_PER_MMAC = 0.001
 class MacsMeasurer:
     """Measurer protocol; latency = RUN_MS + MACs of every MatMul/Gemm x MS_PER_MMAC."""
 
-    def __init__(self, cpu_model: str = "fake-cpu") -> None:
+    def __init__(self, cpu_model: str = "fake-cpu", run_ms: float = RUN_MS) -> None:
         self.cpu_model = cpu_model
+        self.run_ms = run_ms
         self.calls = 0
 
     def measure(
         self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
     ) -> MeasurementResult:
         self.calls += 1
-        ms = RUN_MS + sum(s.macs for s in matmul_shapes(onnx_path)) * MS_PER_MMAC / 1e6
+        ms = self.run_ms + sum(s.macs for s in matmul_shapes(onnx_path)) * MS_PER_MMAC / 1e6
         return MeasurementResult(
             stats=latency_stats([ms] * protocol.runs, warmup=protocol.warmup),
             protocol=protocol,
@@ -62,6 +63,7 @@ SMALL_GRID = TableGrid(
     max_head_points=3,
     whole_models=2,
     evict_bytes=1 << 16,
+    deep_stack=4,  # exact here at any depth; shallow keeps the exports quick
 )
 
 

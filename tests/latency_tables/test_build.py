@@ -18,7 +18,7 @@ from vitprune.extract import extract_subnet
 from vitprune.models import create_model
 from vitprune.sample import sample_arch
 
-from .conftest import SMALL_GRID, TINY, MacsMeasurer
+from .conftest import MS_PER_MMAC, RUN_MS, SMALL_GRID, TINY, MacsMeasurer
 
 
 def _true_ms(spec: ArchSpec, tmp_path, measurer: MacsMeasurer | None = None) -> float:
@@ -276,3 +276,58 @@ def test_every_whole_model_gets_200_runs_and_the_dense_model_between_them_50_a_t
         t for name, ts in counts.timings.items() if "whole" in name or "context" in name for t in ts
     ]
     assert max(warmup for _, warmup in timed_whole) == 3
+
+
+def test_blocks_cheaper_than_their_graph_are_also_timed_in_a_deep_stack(tmp_path):
+    """The slope over stacks of 1 and 3 is kept where the two added blocks cost more than the
+    one-block graph; where the graph's own run cost dominates, a stack of `deep` is timed too."""
+    from latency_tables import microbench as mb
+    from latency_tables.build import _Bench
+
+    block = create_model(TINY, img_size=64).blocks[0]
+    n, d = 17, 192
+    for run_ms, graphs in ((0.0, 2), (RUN_MS, 3)):
+        measurer = MacsMeasurer(run_ms=run_ms)
+        bench = _Bench(measurer, _protocol(), "p50_ms", tmp_path, d, 0)
+        per_block = bench.slope(
+            lambda depth: mb.mlp_stack(block, hidden=768, depth=depth), [1, n, d], [1, 3], 12
+        )
+        assert measurer.calls == graphs
+        assert per_block == pytest.approx(2 * n * d * 768 / 1e6 * MS_PER_MMAC, rel=1e-9)
+
+
+class _Noisy(MacsMeasurer):
+    """The MACs device with every timing off by a normal error of 2 us: the scatter of a
+    cheap graph's p50 on a real host, on blocks of 0.03-5 us."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(0)
+
+    def measure(self, onnx_path, protocol, input_shape):
+        result = super().measure(onnx_path, protocol, input_shape)
+        ms = result.stats.p50_ms + self.rng.normal(0, 0.002)
+        stats = latency_stats([ms] * protocol.runs, warmup=protocol.warmup)
+        return result.model_copy(update={"stats": stats})
+
+
+def test_deep_stacks_cut_the_noise_of_cheap_entries():
+    def entries(table):
+        return np.concatenate([np.ravel(table.mlp.ms), np.ravel(table.attention.diag_ms)])
+
+    update = {
+        "whole_models": 0,
+        "context_rounds": 0,
+        "max_head_points": 2,
+        "token_fractions": [1.0, 0.25],
+    }
+    grid = SMALL_GRID.model_copy(update=update)
+    truth = entries(build_table(TINY, 64, MacsMeasurer(), threads=1, grid=grid))
+    errors = {}
+    for deep in (0, 12):
+        noisy = build_table(
+            TINY, 64, _Noisy(), threads=1, grid=grid.model_copy(update={"deep_stack": deep})
+        )
+        assert noisy.deep_stack == deep
+        errors[deep] = np.abs(entries(noisy) - truth)
+    assert np.median(errors[12]) < 0.4 * np.median(errors[0])
