@@ -372,10 +372,11 @@ class _Bench:
 
         Where the blocks added over the shallowest stack cost less than that stack's graph (its
         cache sweep and run overhead), the slope is mostly the graphs' noise: a 32-pixel
-        deit_tiny table read blocks of 5-200 us from timings that scatter ~20 us, so 24% of
-        its neighbouring entries fell as tokens, heads, dims or neurons were added, and the
-        searches that price cuts by the table pruned the wrong units. There a stack of `deep`
-        blocks is timed too: 2.5% fell (bench/README.md, 2026-12-06 night)."""
+        deit_tiny table reads blocks of 3-200 us from graphs of ~100 us, and in two builds on
+        one host 24% and 14% of its neighbouring entries fell as tokens, heads, dims or neurons
+        were added (the searches that price cuts by the table then cut the wrong units). There
+        a stack of `deep` blocks is timed too: 2.5% and 7% fell, and two builds' entries
+        differed by 10% (median) instead of 16% (bench/README.md, 2026-12-07)."""
         t = [self.ms(make(k), input_shape) for k in depths]
         if deep > depths[-1] and t[-1] - t[0] < t[0]:
             depths = [*depths, deep]
