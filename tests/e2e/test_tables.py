@@ -26,6 +26,7 @@ GRID = {
     "hidden_fractions": [0.25, 1.0],
     "max_head_points": 2,
     "stack_depths": [1, 2],
+    "deep_stack": 4,  # every block here is cheaper than its graph: all entries take it
     "evict_bytes": 1 << 20,
     "whole_models": 1,
     "context_rounds": 1,
@@ -66,6 +67,7 @@ def test_the_first_auto_job_builds_the_table_through_the_agent_and_the_next_reus
     table = load_table(path)
     assert table.device.agent_id == agent.id, "measured by the agent, not the worker"
     assert table.device.cpu_model == agent.cpu_model and table.measurements >= 20
+    assert table.deep_stack == GRID["deep_stack"], "the server's grid setting reached the builder"
     assert all(t.agent_id == agent.id and t.state == "done" for t in tasks[first.id])
     assert len(tasks[first.id]) >= table.measurements, "every graph went through the agent"
     assert len(tasks[second.id]) < table.measurements, "the second job did not rebuild it"
