@@ -182,7 +182,7 @@ def test_redis_and_api_restarts_lose_nothing(tmp_path_factory):
         with _stack(tmp_path_factory, "restarts", **env) as stack:
             token = stack.start_all()
             with Client(stack.url, token) as client:
-                first, second = client.submit(SPEC), client.submit(DENSE)
+                first, second = client.submit(DENSE), client.submit(DENSE)
                 wait_until(lambda: first.refresh().state == "running", what="first running")
                 assert second.refresh().state == "queued"
                 broker.kill()
