@@ -88,8 +88,8 @@ class TableGrid(BaseModel):
     deep_stack: int = Field(
         12,
         ge=0,
-        description="a further stack depth, measured where the deepest of `stack_depths` adds "
-        "less than the one-block graph takes (0: never); see `_Bench.slope`",
+        description="a further stack depth, timed where the deepest of `stack_depths` adds less "
+        "over the shallowest than the shallowest's graph takes (0: never); see `_Bench.slope`",
     )
     evict_bytes: int = Field(8 << 20, ge=0, description="weights every graph streams (0: none)")
     whole_models: int = Field(

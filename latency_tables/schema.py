@@ -205,8 +205,8 @@ class LatencyTable(BaseModel):
     deep_stack: int = Field(
         0,
         ge=0,
-        description="stack depth also timed where the others rose less than the one-block graph "
-        "took (0: none; tables built before it)",
+        description="stack depth also timed where the others rose less than the shallowest's "
+        "graph took (0: none; tables built before it)",
     )
     evict_bytes: int = Field(ge=0, description="weights each graph streamed to empty the caches")
     built_at: datetime
