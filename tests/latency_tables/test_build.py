@@ -9,7 +9,6 @@ import pytest
 
 from budgetprune.errors import MeasurementError
 from budgetprune.schemas import ArchSpec, TokenSpec
-from device_agents.stats import latency_stats
 from latency_tables.build import build_table, measure_context, smallest_spec
 from latency_tables.onnx_shapes import matmul_shapes
 from latency_tables.predictor import LutPredictor, table_breakdown
@@ -89,12 +88,10 @@ class _LastLevelCache(MacsMeasurer):
     hosts is in bench/README.md). The cost per weight does not depend on the token count, so
     it matters most where blocks are cheap: on few tokens."""
 
-    def measure(self, onnx_path, protocol, input_shape):
-        result = super().measure(onnx_path, protocol, input_shape)
+    def latency_ms(self, onnx_path):
         params = sum(s.k * s.n for s in matmul_shapes(onnx_path) if s.weight)
         extra = MS_PER_MPARAM_STREAMED * max(0, params - CACHE_PARAMS) / 1e6
-        ms = [result.stats.p50_ms + extra] * protocol.runs
-        return result.model_copy(update={"stats": latency_stats(ms, warmup=protocol.warmup)})
+        return super().latency_ms(onnx_path) + extra
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +169,8 @@ class _SlowsDown(MacsMeasurer):
         super().__init__()
         self.at = at
 
-    def measure(self, onnx_path, protocol, input_shape):
-        result = super().measure(onnx_path, protocol, input_shape)
-        if self.calls <= self.at:
-            return result
-        slow = [result.stats.p50_ms * 1.5] * protocol.runs
-        return result.model_copy(update={"stats": latency_stats(slow, warmup=protocol.warmup)})
+    def latency_ms(self, onnx_path):
+        return super().latency_ms(onnx_path) * (1.5 if self.calls > self.at else 1.0)
 
 
 def _values(table) -> list[float]:
@@ -224,11 +217,8 @@ class _Creeps(MacsMeasurer):
         super().__init__()
         self.at = at
 
-    def measure(self, onnx_path, protocol, input_shape):
-        result = super().measure(onnx_path, protocol, input_shape)
-        factor = 1 + 0.01 * max(0, self.calls - self.at)
-        slow = [result.stats.p50_ms * factor] * protocol.runs
-        return result.model_copy(update={"stats": latency_stats(slow, warmup=protocol.warmup)})
+    def latency_ms(self, onnx_path):
+        return super().latency_ms(onnx_path) * (1 + 0.01 * max(0, self.calls - self.at))
 
 
 def test_whole_models_are_timed_against_the_dense_model_around_them(macs_table):
@@ -304,11 +294,8 @@ class _Noisy(MacsMeasurer):
         super().__init__()
         self.rng = np.random.default_rng(0)
 
-    def measure(self, onnx_path, protocol, input_shape):
-        result = super().measure(onnx_path, protocol, input_shape)
-        ms = result.stats.p50_ms + self.rng.normal(0, 0.002)
-        stats = latency_stats([ms] * protocol.runs, warmup=protocol.warmup)
-        return result.model_copy(update={"stats": stats})
+    def latency_ms(self, onnx_path):
+        return super().latency_ms(onnx_path) + self.rng.normal(0, 0.002)
 
 
 def test_deep_stacks_cut_the_noise_of_cheap_entries():
