@@ -507,7 +507,6 @@ def build_table(
             statistic=statistic,
             stack_depths=depths,
             deep_stack=deep,
-            own_weights=True,
             built_at=datetime.now(UTC),
             build_seconds=0.0,
             measurements=bench.count,

@@ -2,17 +2,15 @@
 
 Each graph uses exactly the modules `vitprune.extract` puts into a pruned model (AttnOnlyBlock,
 MlpOnlyBlock, TokenSelector, timm's patch embedding and head), so the ONNX ops the runtime sees
-are those of the real sub-networks. Blocks are measured in stacks of copies and costed by the
-slope over stack depth: a block timed alone also pays the run's fixed overhead, which misleads
-badly (tvm-notes.md, "measure in context").
+are those of the real sub-networks. Blocks are measured in stacks of identical copies and
+costed by the slope over stack depth: a block timed alone also pays the run's fixed overhead,
+which misleads badly (tvm-notes.md, "measure in context").
 
 Caches are the other half of the context. Inside a whole model every block's weights have been
 pushed out of the core's L2 by the other blocks since the last run; a small stack's weights stay
 in L2 from run to run and look too cheap (DeiT-T attention: 0.6 MB of weights, a 4 MB L2). So
 every graph first streams a large weight matrix (`Evicting`); its cost is the same at every
-depth and drops out of the slope. And each copy in a stack has weights of its own, as each
-block of a model has: the exporter merges initializers of equal value, so exact copies would
-share one set and every block after the first would read it warm (`_pruned_copies`).
+depth and drops out of the slope.
 """
 
 from __future__ import annotations
@@ -41,8 +39,6 @@ __all__ = [
     "Evicting",
 ]
 
-OWN_WEIGHTS_STEP = 1e-6  # per copy; weights are ~0.02 (float32 resolves ~2e-9 there)
-
 
 class TokenStack(nn.Module):
     """Modules applied in order to a (batch, tokens, dim) input."""
@@ -57,20 +53,13 @@ class TokenStack(nn.Module):
 
 @torch.no_grad()
 def _pruned_copies(dense_block: nn.Module, spec: BlockSpec, depth: int) -> TokenStack:
-    """`depth` copies of the pruned block, each nudged off the others by a step far below any
-    weight's size. `torch.onnx.export` merges initializers of equal value into one: a stack of
-    exact copies read one set of weights, warm in the caches from the block before, and its
-    slope came out under what a block costs inside a model, where each reads its own (deit_small
-    at 13 tokens: 0.21 ms against 0.31 for attention, 0.35 against 0.52 for the MLP; at 197
-    tokens within 4%; bench/README.md, 2026-12-07). The gap was most of what `BlockContext`
-    measured."""
-    copies = []
-    for i in range(depth):
-        block = prune_block(copy.deepcopy(dense_block), spec)
-        for p in block.parameters():
-            p.add_(i * OWN_WEIGHTS_STEP)
-        copies.append(block)
-    return TokenStack(copies).eval()
+    """Exact copies: `torch.onnx.export` merges initializers of equal value, so the stack's
+    blocks share one set of weights and every block after the first reads it warm, as a small
+    model's blocks read theirs from run to run. Copies with weights of their own priced blocks
+    as a large model runs them (deit_small's in-model factor flat at x0.91-0.95 from 7 to 197
+    tokens) but narrow 32-px deit_tiny networks 26-35% dear, so the copies stay exact and
+    `BlockContext` prices the difference (bench/README.md, "Stacks share their weights")."""
+    return TokenStack([prune_block(copy.deepcopy(dense_block), spec) for _ in range(depth)]).eval()
 
 
 def attention_stack(

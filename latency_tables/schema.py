@@ -209,12 +209,6 @@ class LatencyTable(BaseModel):
         "graph took (0: none; tables built before it)",
     )
     evict_bytes: int = Field(ge=0, description="weights each graph streamed to empty the caches")
-    own_weights: bool = Field(
-        False,
-        description="each block of a stack had weights of its own (False: tables built before "
-        "2026-12-07, whose stacks' copies shared one set and read it warm; `find_table` "
-        "passes them over)",
-    )
     built_at: datetime
     build_seconds: float = Field(ge=0)
     measurements: int = Field(ge=0, description="ONNX graphs measured to build the table")

@@ -85,11 +85,6 @@ def find_table(
     img_size: int,
     statistic: str = "p50_ms",
 ) -> LatencyTable | None:
-    """The stored table for exactly this device and settings, if there is one. A table whose
-    stacks shared their weights is passed over, so the job that asked builds it again: its
-    blocks read up to 1.5x cheap on few tokens (`LatencyTable.own_weights`)."""
+    """The stored table for exactly this device and settings, if there is one."""
     path = Path(directory) / f"{table_key(device, model, img_size, statistic)}.json"
-    if not path.is_file():
-        return None
-    table = load_table(path)
-    return table if table.own_weights else None
+    return load_table(path) if path.is_file() else None

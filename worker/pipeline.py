@@ -39,7 +39,7 @@ from budgetprune.signing import CertificateSigner
 from latency_tables import LinearMacsPredictor
 from latency_tables.build import TableGrid, build_table
 from latency_tables.predictor import LutPredictor
-from latency_tables.store import find_table, load_table, save_table, table_key
+from latency_tables.store import load_table, save_table, table_key
 from vitprune.cost import macs, params
 from vitprune.export import export_onnx
 from vitprune.extract import extract_subnet
@@ -313,15 +313,13 @@ class Pipeline:
         """`latency_table: auto`: the lookup table of the device that just measured the dense
         model, filed under its fingerprint (CPU, runtime and version, threads, batch) in the
         server's table folder. The first job on a device builds it through the same measurer
-        (the agent protocol), and every later job there reuses it (one built before stacks had
-        weights of their own is built again: `find_table`)."""
+        (the agent protocol), and every later job there reuses it."""
         if self.tables_dir is None:
             raise BudgetPruneError("latency_table auto needs a folder for tables on this worker")
         device = self.dense_result.device
         img_size = self.dense.img_size
         path = self.tables_dir / f"{table_key(device, self.spec.model, img_size)}.json"
-        table = find_table(self.tables_dir, device, self.spec.model, img_size)
-        if table is None:
+        if not path.exists():
             t0 = time.monotonic()
             self.report("table", 0.06)
             table = build_table(
@@ -336,7 +334,7 @@ class Pipeline:
             )
             save_table(table, path)  # atomic: a concurrent job on the device reads it whole
             self._timed("table", t0)
-        self.predictor = LutPredictor(table)
+        self.predictor = LutPredictor(load_table(path))
         self._save_state(table_path=str(path))
 
     def bounds(self) -> None:

@@ -113,17 +113,6 @@ def test_store_round_trip_is_atomic_and_keyed(macs_table, tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == [path.name]  # no temporary file left
     assert path.stat().st_mode & 0o777 == 0o644
     assert load_table(path) == macs_table
-
-
-def test_a_table_whose_stacks_shared_their_weights_is_not_found(macs_table, tmp_path):
-    """Built before each copy in a stack had weights of its own: its few-token blocks read up
-    to 1.5x cheap, so a job asking for the device's table builds it again."""
-    assert macs_table.own_weights, "the builder records it"
-    save_table(macs_table.model_copy(update={"own_weights": False}), tmp_path)
-    assert find_table(tmp_path, macs_table.device, TINY, 64) is None
-    old = json.loads(json.dumps(macs_table.model_dump(mode="json")))
-    del old["own_weights"]  # as such a table was written
-    assert not type(macs_table).model_validate(old).own_weights
     other = macs_table.device.model_copy(update={"os": "another"})
     assert table_key(other, TINY, 64) != table_key(macs_table.device, TINY, 64)
 

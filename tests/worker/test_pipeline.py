@@ -672,15 +672,6 @@ def test_an_auto_table_is_built_through_the_measurer_once_and_reused(tmp_path):
     assert second.calls < 20, "the second job reused the table"
     assert list((tmp_path / "tables").glob("*.json")) == tables
 
-    from latency_tables.store import load_table, save_table
-
-    stale = load_table(tables[0]).model_copy(update={"own_weights": False})
-    save_table(stale, tables[0])  # as built before stacks had weights of their own
-    third = fakes.MacsMeasurer()
-    result, phases, _ = _run(tmp_path / "c", spec, third, **kw)
-    assert "table" in phases and third.calls > 50, "an old table is built again"
-    assert load_table(tables[0]).own_weights
-
 
 def test_an_fpga_profile_certifies_an_estimate_that_says_so(tmp_path):
     from latency_tables.fpga import estimate_onnx
