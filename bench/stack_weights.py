@@ -1,0 +1,114 @@
+"""Do a table's stacks share their weights, and what does it cost? (issue 4)
+
+`torch.onnx.export` merges initializers of equal value, so a stack of exact copies of a block
+(`latency_tables.microbench`) hands the runtime one set of weights: every block after the first
+reads it warm. This times full-width attention and MLP stacks of 1, 3 and 12 blocks, as the
+builder does (behind its 8 MB sweep), with the copies exact ("shared") and with each copy
+nudged by 1e-4 so it keeps weights of its own ("own"), alternately in `--rounds` rounds
+(median p50 of 100 runs each, 1 thread), and reports the per-block slopes.
+
+    .venv/bin/python bench/stack_weights.py --out bench/results/stack_weights_2026-12-07.json \\
+        --cases deit_tiny_patch4_32:32:65 deit_tiny_patch4_32:32:17 \\
+        deit_small_patch16_224:224:197 deit_small_patch16_224:224:50 deit_small_patch16_224:224:13
+
+Results: bench/README.md, "Stacks share their weights".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from budgetprune.schemas import MeasureProtocol  # noqa: E402
+from latency_tables import microbench as mb  # noqa: E402
+from vitprune.models import create_model  # noqa: E402
+from worker.measurers import LocalMeasurer  # noqa: E402
+
+DEPTHS = (1, 3, 12)
+EVICT_BYTES = 8 << 20  # TableGrid's default
+
+
+def _stack(block: torch.nn.Module, kind: str, depth: int) -> torch.nn.Module:
+    """The builder's full-width stack of `depth` exact copies of `block`."""
+    if kind == "mlp":
+        return mb.mlp_stack(block, hidden=block.mlp.fc1.out_features, depth=depth)
+    heads, dim = block.attn.num_heads, block.attn.qkv.in_features
+    return mb.attention_stack(
+        block, heads=heads, qk_dim=dim // heads, v_dim=dim // heads, depth=depth
+    )
+
+
+def _own(stack: torch.nn.Module) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in stack.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 1e-4)
+    return stack
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", required=True, help="model:img_size:tokens")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    measurer = LocalMeasurer("onnxruntime")
+    protocol = MeasureProtocol(warmup=20, runs=100, max_batches=1, threads=1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "g.onnx"
+        for case in args.cases:
+            name, img, tokens = case.split(":")
+            model = create_model(name, img_size=int(img))
+            block, dim = model.blocks[0], model.embed_dim
+            shape = [1, int(tokens), dim]
+            for kind in ("attention", "mlp"):
+                ms: dict[str, dict[int, list[float]]] = {
+                    w: {d: [] for d in DEPTHS} for w in ("shared", "own")
+                }
+                inits = {}
+                for _ in range(args.rounds):
+                    for d in DEPTHS:
+                        for weights in ("shared", "own"):
+                            stack = _stack(block, kind, d)
+                            stack = stack if weights == "shared" else _own(stack)
+                            mb.export_graph(mb.Evicting(stack, dim, EVICT_BYTES), path, shape)
+                            inits[(weights, d)] = len(onnx.load(str(path)).graph.initializer)
+                            ms[weights][d].append(
+                                measurer.measure(path, protocol, shape).stats.p50_ms
+                            )
+                row = {"model": name, "img_size": int(img), "tokens": int(tokens), "kind": kind}
+                for weights, by_depth in ms.items():
+                    t = [float(np.median(by_depth[d])) for d in DEPTHS]
+                    row[weights] = {
+                        "ms": dict(zip(map(str, DEPTHS), t, strict=True)),
+                        "slope_ms": float(np.polyfit(DEPTHS, t, 1)[0]),
+                        "initializers": [inits[(weights, d)] for d in DEPTHS],
+                    }
+                row["own_over_shared"] = row["own"]["slope_ms"] / row["shared"]["slope_ms"]
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    from device_agents.fingerprint import cpu_model
+
+    body = {
+        "command": " ".join(["bench/stack_weights.py", *sys.argv[1:]]),
+        "cpu_model": cpu_model(),
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(body, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
