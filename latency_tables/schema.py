@@ -135,9 +135,12 @@ class BlockContext(BaseModel):
     """What a block costs inside a whole model over what the table's stacks charge for it, by
     token count.
 
-    A stack is one or three copies of a block behind a cache sweep; a whole model is twelve
+    A stack is exact copies of a block behind a cache sweep, and the exporter merges their
+    equal weights into one set, so its deeper blocks read them warm; a whole model is twelve
     different blocks, an embedding and a head, whose weights and activations meet the caches
-    and the runtime's memory plan differently. The gap grows as the tokens shrink: on a
+    and the runtime's memory plan differently (copies with weights of their own measured
+    x1.37-1.50 per block at 13 tokens on deit_small, and left this factor flat at x0.91-0.95:
+    bench/README.md, "Stacks share their weights"). The gap grows as the tokens shrink: on a
     2-vCPU Xeon, x1.12 at 197 tokens and x1.60 at 7 for deit_small, and held-out specs that
     prune tokens hard and early read 11-16% low without it and within 6% with it (the common
     part of the gap goes into the calibration line either way; bench/README.md, 2026-12-06
