@@ -440,6 +440,7 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
         "table": str(path),
         "build_seconds": table.build_seconds,
         "measurements": table.measurements,
+        "graph_bytes": table.graph_bytes,
         "device": table.device.model_dump(mode="json"),
         "drift_ratio": table.drift_ratio,
         "whole_models": checks,
@@ -447,7 +448,8 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
     _emit(
         args,
         body,
-        f"{path}: {table.measurements} graphs in {table.build_seconds:.0f} s; the reference "
+        f"{path}: {table.measurements} graphs ({table.graph_bytes / 2**20:.0f} MiB) in "
+        f"{table.build_seconds:.0f} s; the reference "
         f"graph's readings moved {100 * (table.drift_ratio - 1):.1f}% during the build",
     )
     return 0

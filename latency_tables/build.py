@@ -27,6 +27,7 @@ from torch import nn
 
 from budgetprune.catalog import ModelInfo, get_model_info
 from budgetprune.errors import MeasurementError
+from budgetprune.hashing import sha256_file
 from budgetprune.schemas.arch import ArchSpec, BlockSpec, TokenSpec
 from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
 from latency_tables import microbench as mb
@@ -196,6 +197,7 @@ class _Bench:
         self.drift: list[DriftReading] = []
         self.device: DeviceFingerprint | None = None
         self.count = 0
+        self.sent: dict[str, int] = {}  # bytes by file hash: an agent fetches each file once
 
     def set_reference(self, module: nn.Module, input_shape: list[int]) -> None:
         if self.reference_every:
@@ -251,6 +253,7 @@ class _Bench:
     def _time(
         self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
     ) -> float:
+        self.sent.setdefault(sha256_file(path), path.stat().st_size)
         result = self.measurer.measure(path, protocol or self.protocol, input_shape)
         where = result.device.model_dump(exclude={"input_shape"})
         if self.device is None:
@@ -568,6 +571,7 @@ def build_table(
         update={
             "whole_models": points,
             "measurements": bench.count,
+            "graph_bytes": sum(bench.sent.values()),
             "build_seconds": time.monotonic() - started,
             "device": _device(bench),
             "drift": bench.drift,

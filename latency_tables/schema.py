@@ -215,6 +215,12 @@ class LatencyTable(BaseModel):
     built_at: datetime
     build_seconds: float = Field(ge=0)
     measurements: int = Field(ge=0, description="ONNX graphs measured to build the table")
+    graph_bytes: int = Field(
+        0,
+        ge=0,
+        description="bytes of the distinct ONNX files the build sent to the device: what a "
+        "remote agent downloads (0: tables built before it was counted)",
+    )
 
     fixed_ms: float = Field(description="the model with no block: embedding, norm, head, I/O")
     patch_embed_ms: float

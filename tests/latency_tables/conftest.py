@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from budgetprune.hashing import sha256_file
 from budgetprune.schemas import DeviceFingerprint, MeasurementResult, MeasureProtocol
 from device_agents.stats import latency_stats
 from latency_tables.build import TableGrid, build_table
@@ -27,17 +28,22 @@ MS_PER_MMAC = 0.001
 
 class MacsMeasurer:
     """Measurer protocol; latency = RUN_MS + MACs of every MatMul/Gemm x MS_PER_MMAC. Other
-    devices in the tests override `latency_ms` (every run of a timing reads that value)."""
+    devices in the tests override `latency_ms` (every run of a timing reads that value).
+    `received` holds the size of every distinct file it was sent, by hash, as an agent's model
+    cache would."""
 
     def __init__(self, cpu_model: str = "fake-cpu", run_ms: float = RUN_MS) -> None:
         self.cpu_model = cpu_model
         self.run_ms = run_ms
         self.calls = 0
+        self.received: dict[str, int] = {}
 
     def measure(
         self, onnx_path: Path, protocol: MeasureProtocol, input_shape: list[int]
     ) -> MeasurementResult:
         self.calls += 1
+        sha = sha256_file(onnx_path)
+        self.received[sha] = onnx_path.stat().st_size
         ms = self.latency_ms(onnx_path)
         return MeasurementResult(
             stats=latency_stats([ms] * protocol.runs, warmup=protocol.warmup),
@@ -53,7 +59,7 @@ class MacsMeasurer:
                 input_shape=input_shape,
             ),
             stable=True,
-            model_sha256="0" * 64,
+            model_sha256=sha,
         )
 
     def latency_ms(self, onnx_path: Path) -> float:
@@ -72,6 +78,12 @@ SMALL_GRID = TableGrid(
 
 
 @pytest.fixture(scope="session")
-def macs_table() -> LatencyTable:
+def macs_device() -> MacsMeasurer:
+    """The device `macs_table` was measured on."""
+    return MacsMeasurer()
+
+
+@pytest.fixture(scope="session")
+def macs_table(macs_device: MacsMeasurer) -> LatencyTable:
     """deit_tiny at 64 px (16 patches) measured on the MACs device."""
-    return build_table(TINY, 64, MacsMeasurer(), threads=1, grid=SMALL_GRID)
+    return build_table(TINY, 64, macs_device, threads=1, grid=SMALL_GRID)

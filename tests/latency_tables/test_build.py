@@ -46,6 +46,12 @@ def test_table_records_where_how_and_how_long(macs_table):
     assert len(t.whole_models) == 2 + SMALL_GRID.whole_models
 
 
+def test_the_table_counts_the_bytes_an_agent_downloads_once_per_file(macs_table, macs_device):
+    # the dense model is timed between every two whole models: measured often, fetched once
+    assert macs_table.graph_bytes == sum(macs_device.received.values())
+    assert macs_device.calls > len(macs_device.received) > 20
+
+
 def test_slopes_recover_the_per_block_cost_exactly(macs_table):
     # dense attention at 17 tokens: qkv + scores + values + proj, in MMACs
     n, d, h, hd = 17, 192, 3, 64
