@@ -7,7 +7,9 @@ which the runtime folds back at load; this rebuilds the old file from the same m
 matrix as one Constant, as the exporter wrote it) and times both, for full-width attention and
 MLP stacks of 1 and 3 blocks, alternately in `--rounds` rounds (the order flipped every round;
 p50 of 100 runs after 20 warm-up runs, 1 thread), and reports each graph's size, its median
-tiled/stored ratio and the per-block slopes of both.
+tiled/stored ratio and the per-block slopes of both. It also checks that ONNX Runtime's
+optimised graphs of the two (`ORT_ENABLE_ALL`, as the agent loads them) hold the same nodes and
+the same tensors: timing differences are then the host's noise.
 
     .venv/bin/python bench/tiled_sweep.py --out bench/results/tiled_sweep_2026-12-07.json \\
         --cases deit_tiny_patch4_32:32:17 deit_tiny_patch4_32:32:65 \\
@@ -19,6 +21,7 @@ Results: bench/README.md, "The cache sweep travels as a tile".
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -71,6 +74,24 @@ def _stored(tiled: Path, module: mb.Evicting, out: Path) -> Path:
     return out
 
 
+def _loaded(path: Path) -> tuple[list[str], list[tuple[tuple[int, ...], str]]]:
+    """Op types and tensors (shape, hash of the values) of `path` as ONNX Runtime runs it."""
+    import onnxruntime as ort
+
+    out = path.with_suffix(".loaded.onnx")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the optimised file holds hardware-specific kernels: fine
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(out)).graph
+    tensors = [
+        (tuple(t.dims), hashlib.sha256(numpy_helper.to_array(t).tobytes()).hexdigest())
+        for t in graph.initializer
+    ]
+    return sorted(n.op_type for n in graph.node), sorted(tensors)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", required=True, help="model:img_size:tokens")
@@ -113,6 +134,9 @@ def main() -> int:
                     for d in DEPTHS
                 }
                 row["slope_ratio"] = row["tiled"]["slope_ms"] / row["stored"]["slope_ms"]
+                row["same_after_load"] = all(
+                    _loaded(graphs[("tiled", d)]) == _loaded(graphs[("stored", d)]) for d in DEPTHS
+                )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     from device_agents.fingerprint import cpu_model
