@@ -47,8 +47,14 @@ def test_two_workers_two_agents_share_the_work(tmp_path, pg_database_url):
         assert all(r.attempts == 1 for r in rows), "a job ran twice"
         workers = {r.worker_id.split(":")[1] for r in rows}  # the worker's pid
         tasks = s.query(MeasurementTask).all()
+        odd = [
+            (t.id, t.job_id, t.state, t.attempts, t.agent_id, t.created_at, t.error)
+            for t in tasks
+            if t.state != "done" or t.attempts != 1
+        ]
     assert len(workers) == 2, "both workers took jobs"
-    assert all(t.state == "done" and t.attempts == 1 for t in tasks), "a task was measured twice"
+    # seen once in a suite on a slow host (2026-12-07) and not since: say which task and how
+    assert not odd, f"a task was measured twice or not finished: {odd}"
     # Over a dozen tasks (a baseline and two certification runs per job): each agent took some.
     assert len(tasks) >= 12
     assert len({t.agent_id for t in tasks}) == 2, "both agents measured"
