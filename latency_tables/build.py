@@ -31,6 +31,7 @@ from budgetprune.hashing import sha256_file
 from budgetprune.schemas.arch import ArchSpec, BlockSpec, TokenSpec
 from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
 from latency_tables import microbench as mb
+from latency_tables.compact import compact
 from latency_tables.lookup import attention_ms, mlp_ms
 from latency_tables.predictor import table_breakdown
 from latency_tables.schema import (
@@ -284,6 +285,7 @@ class _Bench:
                 extract_subnet(model, spec), paths[-1], img_size=spec.img_size,
                 batch_size=batch_size,
             )  # fmt: skip
+            compact(paths[-1])
         dense, ratios = self.side_by_side(paths[1:], paths[0], shape, rounds)
         dense_ms = float(np.median(dense))
         for path in paths:
@@ -354,6 +356,7 @@ class _Bench:
                     extract_subnet(model, spec), paths[-1], img_size=table.img_size,
                     batch_size=batch_size,
                 )  # fmt: skip
+                compact(paths[-1])
             deep, [ratios] = self.side_by_side(paths[1:], paths[0], image, rounds)
             for path in paths:
                 path.unlink()

@@ -10,23 +10,21 @@ Caches are the other half of the context. Inside a whole model every block's wei
 pushed out of the core's L2 by the other blocks since the last run; a small stack's weights stay
 in L2 from run to run and look too cheap (DeiT-T attention: 0.6 MB of weights, a 4 MB L2). So
 every graph first streams a large weight matrix (`Evicting`); its cost is the same at every
-depth and drops out of the slope. The file stores that matrix as a small tile and the nodes that
-repeat it (`export_graph`), which the runtime folds back into the full matrix when it loads the
-graph: a remote agent downloads kilobytes of sweep per graph, not megabytes.
+depth and drops out of the slope. Files are compacted (`latency_tables.compact`): the sweep and
+the weights travel as tiles that the runtime repeats when it loads the graph.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from budgetprune.schemas.arch import BlockSpec
+from latency_tables.compact import compact
 from vitprune.extract import prune_block
 from vitprune.layers.tokens import selector_from_block
 
@@ -139,18 +137,14 @@ def overhead_graph() -> nn.Module:
     return _Scale()
 
 
-SWEEP_TILE_COLS = 256
-
-
 class Evicting(nn.Module):
     """`inner` run after a product that reads `evict_bytes` of weights, so no weight of `inner`
     is still in the core's private caches when it runs.
 
     `inner`'s input is made to depend on the product (adding zero times one of its values): the
     runtime may order independent nodes as it likes, and a sweep between two blocks of a stack
-    would make the deeper stacks pay for cold activations too. The sweep's columns repeat one
-    tile (`SWEEP_TILE_COLS` wide): the caches see `evict_bytes` of distinct addresses all the
-    same, and `export_graph` can store the tile alone (`TableGrid.evict_bytes`; 0: no sweep).
+    would make the deeper stacks pay for cold activations too. (`TableGrid.evict_bytes`; 0: no
+    sweep.)
     """
 
     def __init__(self, inner: nn.Module, in_features: int, evict_bytes: int) -> None:
@@ -158,19 +152,24 @@ class Evicting(nn.Module):
         self.inner = inner
         self.in_features = in_features
         cols = max(1, evict_bytes // (4 * in_features))
-        self.tile = torch.randn(in_features, min(cols, SWEEP_TILE_COLS))
-        sweep = self.tile.repeat(1, math.ceil(cols / self.tile.shape[1]))[:, :cols]
-        self.register_buffer("sweep", sweep.contiguous(), persistent=False)
+        self.register_buffer("sweep", torch.randn(in_features, cols), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         swept = x.reshape(x.shape[0], -1)[:, : self.in_features] @ self.sweep
         return self.inner(x + swept[0, 0] * 0.0)
 
 
-def export_graph(module: nn.Module, path: Path, input_shape: list[int], opset: int = 17) -> Path:
+def export_graph(
+    module: nn.Module,
+    path: Path,
+    input_shape: list[int],
+    opset: int = 17,
+    *,
+    compacted: bool = True,
+) -> Path:
     """Self-contained ONNX with one float input of `input_shape`, exported like the engine's
     models (TorchScript exporter, opset 17, constant folding) so the runtime optimises it the
-    same way."""
+    same way; `compacted`: large tensors stored as tiles (it is only timed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     x = torch.randn(*input_shape)
     with torch.no_grad(), warnings.catch_warnings():
@@ -185,52 +184,6 @@ def export_graph(module: nn.Module, path: Path, input_shape: list[int], opset: i
             output_names=["output"],
             do_constant_folding=True,
         )
-    if isinstance(module, Evicting):
-        _store_sweep_as_tile(path, module)
+    if compacted:
+        compact(path)
     return path
-
-
-def _store_sweep_as_tile(path: Path, module: Evicting) -> None:
-    """Replace the exported sweep (a Constant node: the exporter folds any repeat into it) by
-    its tile, a Tile and a Slice node. The runtimes fold constant subgraphs when they load a model
-    (ONNX Runtime at any optimisation level above none, TVM's tuned builds in FoldConstant), so
-    the graph runs as exported; TVM's untuned builds repeat the tile at every run, a cost that
-    is the same in every graph and drops out with the sweep's."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    full = module.sweep.numpy()
-    found = [
-        i
-        for i, node in enumerate(graph.node)
-        if node.op_type == "Constant"
-        and tuple(node.attribute[0].t.dims) == full.shape
-        and np.array_equal(numpy_helper.to_array(node.attribute[0].t), full)
-    ]
-    if len(found) != 1:
-        raise RuntimeError(f"{path.name}: the sweep is not one Constant of the exported graph")
-    at = found[0]
-    name = graph.node[at].output[0]
-    del graph.node[at]
-    tile = module.tile.numpy()
-    reps = math.ceil(full.shape[1] / tile.shape[1])
-    consts = {
-        f"{name}.tile": tile,
-        f"{name}.reps": np.array([1, reps], dtype=np.int64),
-        f"{name}.starts": np.array([0], dtype=np.int64),
-        f"{name}.ends": np.array([full.shape[1]], dtype=np.int64),
-        f"{name}.axes": np.array([1], dtype=np.int64),
-    }
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
-    nodes = [
-        helper.make_node("Tile", [f"{name}.tile", f"{name}.reps"], [f"{name}.tiled"]),
-        helper.make_node(
-            "Slice", [f"{name}.tiled", f"{name}.starts", f"{name}.ends", f"{name}.axes"], [name]
-        ),
-    ]
-    for i, node in enumerate(nodes):
-        graph.node.insert(at + i, node)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))

@@ -52,13 +52,24 @@ def _shapes(model) -> dict[str, list[int]]:
     return out
 
 
+def _stored(graph) -> set[str]:
+    """Tensors a graph stores rather than computes from its inputs: initializers, Constants,
+    and what nodes make from those alone (a compacted graph's tiles, `latency_tables.compact`;
+    the runtime folds them at load)."""
+    stored = {t.name for t in graph.initializer}
+    for node in graph.node:
+        if all(not name or name in stored for name in node.input):
+            stored.update(node.output)
+    return stored
+
+
 def matmul_shapes(path: Path) -> list[MatMulShape]:
     """Every MatMul, Gemm and Conv of the model at `path`, in graph order (static shapes)."""
     import onnx
 
     model = onnx.load(str(path))
     shapes = _shapes(model)
-    weights = {t.name for t in model.graph.initializer}
+    weights = _stored(model.graph)
     result = []
     for node in model.graph.node:
         if node.op_type == "Conv":

@@ -111,8 +111,8 @@ class TvmRuntime(Runtime):
             from tvm.relax.frontend.onnx import from_onnx
 
             mod = from_onnx(model, keep_params_in_input=False)
-            # constant subgraphs (a latency table's tiled cache sweep) computed once, as ONNX
-            # Runtime and the tuned builds do, not at every run (+3 ms a run on a table graph)
+            # constant subgraphs (a table graph's tiled tensors, latency_tables.compact) computed
+            # once, as ONNX Runtime and the tuned builds do, not at every run
             mod = relax.transform.FoldConstant()(mod)
             executable = tvm.compile(mod, target=cpu_target(threads, self.tuning.mcpu))
         else:
