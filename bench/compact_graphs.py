@@ -47,15 +47,6 @@ DEPTHS = (1, 3)
 EVICT_BYTES = 8 << 20  # TableGrid's default
 
 
-def _stack(block: torch.nn.Module, kind: str, depth: int) -> torch.nn.Module:
-    if kind == "mlp":
-        return mb.mlp_stack(block, hidden=block.mlp.fc1.out_features, depth=depth)
-    heads, dim = block.attn.num_heads, block.attn.qkv.in_features
-    return mb.attention_stack(
-        block, heads=heads, qk_dim=dim // heads, v_dim=dim // heads, depth=depth
-    )
-
-
 def _loaded(path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
     """Op types and tensor shapes of `path` as ONNX Runtime runs it."""
     import onnxruntime as ort
@@ -128,7 +119,7 @@ def main() -> int:
             for kind in ("attention", "mlp"):
                 graphs = {}
                 for d in DEPTHS:
-                    module = mb.Evicting(_stack(block, kind, d), dim, EVICT_BYTES)
+                    module = mb.Evicting(mb.full_width_stack(block, kind, d), dim, EVICT_BYTES)
                     whole = Path(tmp) / f"{kind}{d}.onnx"
                     mb.export_graph(module, whole, shape, compacted=False)
                     graphs[("whole", d)] = whole

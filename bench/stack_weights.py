@@ -38,16 +38,6 @@ DEPTHS = (1, 3, 12)
 EVICT_BYTES = 8 << 20  # TableGrid's default
 
 
-def _stack(block: torch.nn.Module, kind: str, depth: int) -> torch.nn.Module:
-    """The builder's full-width stack of `depth` exact copies of `block`."""
-    if kind == "mlp":
-        return mb.mlp_stack(block, hidden=block.mlp.fc1.out_features, depth=depth)
-    heads, dim = block.attn.num_heads, block.attn.qkv.in_features
-    return mb.attention_stack(
-        block, heads=heads, qk_dim=dim // heads, v_dim=dim // heads, depth=depth
-    )
-
-
 def _own(stack: torch.nn.Module) -> torch.nn.Module:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -81,7 +71,7 @@ def main() -> int:
                 for _ in range(args.rounds):
                     for d in DEPTHS:
                         for weights in ("shared", "own"):
-                            stack = _stack(block, kind, d)
+                            stack = mb.full_width_stack(block, kind, d)
                             stack = stack if weights == "shared" else _own(stack)
                             mb.export_graph(mb.Evicting(stack, dim, EVICT_BYTES), path, shape)
                             inits[(weights, d)] = len(onnx.load(str(path)).graph.initializer)

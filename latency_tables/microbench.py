@@ -32,6 +32,7 @@ __all__ = [
     "TokenStack",
     "attention_stack",
     "mlp_stack",
+    "full_width_stack",
     "selector_graph",
     "head_graph",
     "embed_graph",
@@ -75,6 +76,17 @@ def attention_stack(
 def mlp_stack(dense_block: nn.Module, *, hidden: int, depth: int) -> TokenStack:
     """`depth` blocks that kept only their MLP branch, with `hidden` neurons."""
     return _pruned_copies(dense_block, BlockSpec(attn=False, mlp=True, mlp_hidden=hidden), depth)
+
+
+def full_width_stack(dense_block: nn.Module, kind: str, depth: int) -> TokenStack:
+    """`depth` copies of the dense block's `kind` ("attention" or "mlp") branch at full width:
+    what the benchmarks of the stacks themselves time."""
+    if kind == "mlp":
+        return mlp_stack(dense_block, hidden=dense_block.mlp.fc1.out_features, depth=depth)
+    heads, dim = dense_block.attn.num_heads, dense_block.attn.qkv.in_features
+    return attention_stack(
+        dense_block, heads=heads, qk_dim=dim // heads, v_dim=dim // heads, depth=depth
+    )
 
 
 def selector_graph(
