@@ -66,6 +66,7 @@ def pruned(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 def test_prune_writes_the_delivered_files(pruned):
     names = sorted(p.name for p in (pruned / "out").iterdir())
     assert names == [
@@ -83,12 +84,14 @@ def test_prune_writes_the_delivered_files(pruned):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 def test_verify_and_remeasure(pruned):
     body = one_json(bp("verify", str(pruned / "out"), "--remeasure", "--json", cwd=pruned))
     assert body["ok"] is True and body["remeasured"]["p90_ms"] > 0
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 def test_verify_fails_on_tampered_model(pruned, tmp_path):
     import shutil
 
@@ -129,6 +132,7 @@ def test_verify_trusts_only_a_key_it_was_given(delivered, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 def test_measure_prints_percentiles(pruned):
     body = one_json(
         bp(
