@@ -47,6 +47,15 @@ DEPTHS = (1, 3)
 EVICT_BYTES = 8 << 20  # TableGrid's default
 
 
+def stack_case(case: str) -> tuple[dict[str, object], torch.nn.Module, list[int]]:
+    """A `model:img_size:tokens` case: its fields for a result row, the model's first block
+    (every block has its shape) and the input shape of a stack of it."""
+    name, img, tokens = case.split(":")
+    model = create_model(name, img_size=int(img))
+    row = {"model": name, "img_size": int(img), "tokens": int(tokens)}
+    return row, model.blocks[0], [1, int(tokens), model.embed_dim]
+
+
 def _loaded(path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
     """Op types and tensor shapes of `path` as ONNX Runtime runs it."""
     import onnxruntime as ort
@@ -112,10 +121,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
-            name, img, tokens = case.split(":")
-            model = create_model(name, img_size=int(img))
-            block, dim = model.blocks[0], model.embed_dim
-            shape = [1, int(tokens), dim]
+            row0, block, shape = stack_case(case)
+            dim = shape[-1]
             for kind in ("attention", "mlp"):
                 graphs = {}
                 for d in DEPTHS:
@@ -124,7 +131,7 @@ def main() -> int:
                     mb.export_graph(module, whole, shape, compacted=False)
                     graphs[("whole", d)] = whole
                     graphs[("compact", d)] = _compacted_copy(whole)
-                row = {"model": name, "img_size": int(img), "tokens": int(tokens), "kind": kind}
+                row = row0 | {"kind": kind}
                 row |= _row(graphs, _time(measurer, graphs, shape, args.rounds), DEPTHS)
                 print(json.dumps(row), flush=True)
                 rows.append(row)

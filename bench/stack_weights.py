@@ -29,9 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.compact_graphs import stack_case  # noqa: E402
 from budgetprune.schemas import MeasureProtocol  # noqa: E402
 from latency_tables import microbench as mb  # noqa: E402
-from vitprune.models import create_model  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 
 DEPTHS = (1, 3, 12)
@@ -59,10 +59,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.onnx"
         for case in args.cases:
-            name, img, tokens = case.split(":")
-            model = create_model(name, img_size=int(img))
-            block, dim = model.blocks[0], model.embed_dim
-            shape = [1, int(tokens), dim]
+            row0, block, shape = stack_case(case)
+            dim = shape[-1]
             for kind in ("attention", "mlp"):
                 ms: dict[str, dict[int, list[float]]] = {
                     w: {d: [] for d in DEPTHS} for w in ("shared", "own")
@@ -78,7 +76,7 @@ def main() -> int:
                             ms[weights][d].append(
                                 measurer.measure(path, protocol, shape).stats.p50_ms
                             )
-                row = {"model": name, "img_size": int(img), "tokens": int(tokens), "kind": kind}
+                row = row0 | {"kind": kind}
                 for weights, by_depth in ms.items():
                     t = [float(np.median(by_depth[d])) for d in DEPTHS]
                     row[weights] = {

@@ -27,7 +27,6 @@ from torch import nn
 
 from budgetprune.catalog import ModelInfo, get_model_info
 from budgetprune.errors import MeasurementError
-from budgetprune.hashing import sha256_file
 from budgetprune.schemas.arch import ArchSpec, BlockSpec, TokenSpec
 from budgetprune.schemas.measurement import DeviceFingerprint, MeasureProtocol
 from latency_tables import microbench as mb
@@ -254,8 +253,11 @@ class _Bench:
     def _time(
         self, path: Path, input_shape: list[int], protocol: MeasureProtocol | None = None
     ) -> float:
-        self.sent.setdefault(sha256_file(path), path.stat().st_size)
         result = self.measurer.measure(path, protocol or self.protocol, input_shape)
+        # keyed by the hash the device reports for what it ran: a graph sent again (the drift
+        # reference, the dense model between whole models) is counted once, as an agent's model
+        # cache downloads it once, and the file is not read again to hash it here
+        self.sent.setdefault(result.model_sha256, path.stat().st_size)
         where = result.device.model_dump(exclude={"input_shape"})
         if self.device is None:
             self.device = result.device
