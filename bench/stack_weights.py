@@ -1,7 +1,8 @@
 """Do a table's stacks share their weights, and what does it cost? (issue 4)
 
-`torch.onnx.export` merges initializers of equal value, so a stack of exact copies of a block
-(`latency_tables.microbench`) hands the runtime one set of weights: every block after the first
+A table's stack applies one block `depth` times (`latency_tables.microbench`; it was exact
+copies before, which `torch.onnx.export` merges into the same graph, initializers of equal
+value being stored once), so the runtime gets one set of weights: every block after the first
 reads it warm. This times full-width attention and MLP stacks of 1, 3 and 12 blocks, as the
 builder does (behind its 8 MB sweep), with the copies exact ("shared") and with each copy
 nudged by 1e-4 so it keeps weights of its own ("own"), alternately in `--rounds` rounds
@@ -17,6 +18,7 @@ Results: bench/README.md, "Stacks share their weights".
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -38,7 +40,9 @@ DEPTHS = (1, 3, 12)
 EVICT_BYTES = 8 << 20  # TableGrid's default
 
 
-def _own(stack: torch.nn.Module) -> torch.nn.Module:
+def _own(stack: mb.TokenStack) -> mb.TokenStack:
+    """Each block a copy of its own, nudged by 1e-4: the builder's stack applies one block."""
+    stack = mb.TokenStack([copy.deepcopy(block) for block in stack.parts]).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in stack.parameters():

@@ -55,14 +55,16 @@ class TokenStack(nn.Module):
 
 
 @torch.no_grad()
-def _pruned_copies(dense_block: nn.Module, spec: BlockSpec, depth: int) -> TokenStack:
-    """Exact copies: `torch.onnx.export` merges initializers of equal value, so the stack's
-    blocks share one set of weights and every block after the first reads it warm, as a small
-    model's blocks read theirs from run to run. Copies with weights of their own priced blocks
-    as a large model runs them (deit_small's in-model factor flat at x0.91-0.95 from 7 to 197
-    tokens) but narrow 32-px deit_tiny networks 26-35% dear, so the copies stay exact and
-    `BlockContext` prices the difference (bench/README.md, "Stacks share their weights")."""
-    return TokenStack([prune_block(copy.deepcopy(dense_block), spec) for _ in range(depth)]).eval()
+def _pruned_stack(dense_block: nn.Module, spec: BlockSpec, depth: int) -> TokenStack:
+    """One pruned block applied `depth` times: the stack's blocks share one set of weights and
+    every block after the first reads it warm, as a small model's blocks read theirs from run to
+    run. (Exact copies export to the same graph, since `torch.onnx.export` merges initializers
+    of equal value, but copying the block for every depth was 8% of a 32-px table build.)
+    Copies with weights of their own priced blocks as a large model runs them (deit_small's
+    in-model factor flat at x0.91-0.95 from 7 to 197 tokens) but narrow 32-px deit_tiny networks
+    26-35% dear, so the weights stay shared and `BlockContext` prices the difference
+    (bench/README.md, "Stacks share their weights")."""
+    return TokenStack([prune_block(copy.deepcopy(dense_block), spec)] * depth).eval()
 
 
 def attention_stack(
@@ -70,12 +72,12 @@ def attention_stack(
 ) -> TokenStack:
     """`depth` blocks that kept only their attention branch, with `heads` heads."""
     spec = BlockSpec(attn=True, heads=list(range(heads)), qk_dim=qk_dim, v_dim=v_dim, mlp=False)
-    return _pruned_copies(dense_block, spec, depth)
+    return _pruned_stack(dense_block, spec, depth)
 
 
 def mlp_stack(dense_block: nn.Module, *, hidden: int, depth: int) -> TokenStack:
     """`depth` blocks that kept only their MLP branch, with `hidden` neurons."""
-    return _pruned_copies(dense_block, BlockSpec(attn=False, mlp=True, mlp_hidden=hidden), depth)
+    return _pruned_stack(dense_block, BlockSpec(attn=False, mlp=True, mlp_hidden=hidden), depth)
 
 
 def full_width_stack(dense_block: nn.Module, kind: str, depth: int) -> TokenStack:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -64,6 +66,16 @@ class MacsMeasurer:
 
     def latency_ms(self, onnx_path: Path) -> float:
         return self.run_ms + sum(s.macs for s in matmul_shapes(onnx_path)) * MS_PER_MMAC / 1e6
+
+
+def loaded_graph(path: Path, tmp_path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
+    """Op types and tensor shapes of `path` as ONNX Runtime runs it (as the agent loads it)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.loaded.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(options.optimized_model_filepath).graph
+    return sorted(n.op_type for n in graph.node), sorted(tuple(t.dims) for t in graph.initializer)
 
 
 SMALL_GRID = TableGrid(

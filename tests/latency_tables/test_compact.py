@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -16,7 +14,7 @@ from latency_tables.onnx_shapes import matmul_shapes
 from vitprune.export import export_onnx
 from vitprune.models import create_model
 
-from .conftest import TINY
+from .conftest import TINY, loaded_graph
 
 SHAPE = [1, 17, 192]
 
@@ -31,24 +29,14 @@ def _stack(model: torch.nn.Module, evict_bytes: int = 8 << 20) -> mb.Evicting:
     return mb.Evicting(mb.mlp_stack(model.blocks[0], hidden=768, depth=2), 192, evict_bytes)
 
 
-def _loaded(path: Path, tmp_path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
-    """Op types and tensor shapes of `path` as ONNX Runtime runs it (as the agent loads it)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.loaded.onnx")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    graph = onnx.load(options.optimized_model_filepath).graph
-    return sorted(n.op_type for n in graph.node), sorted(tuple(t.dims) for t in graph.initializer)
-
-
 def test_a_stack_graph_is_a_fraction_of_its_size_and_runs_as_the_whole_one(model, tmp_path):
     whole = mb.export_graph(_stack(model), tmp_path / "whole.onnx", SHAPE, compacted=False)
     small = mb.export_graph(_stack(model), tmp_path / "small.onnx", SHAPE)
     assert whole.stat().st_size > 9 << 20  # the 8 MiB sweep and 1.2 MB of weights
     assert small.stat().st_size < 1 << 20
     assert "Tile" in {n.op_type for n in onnx.load(str(small)).graph.node}
-    ops, shapes = _loaded(small, tmp_path)
-    assert (ops, shapes) == _loaded(whole, tmp_path)
+    ops, shapes = loaded_graph(small, tmp_path)
+    assert (ops, shapes) == loaded_graph(whole, tmp_path)
     assert "Tile" not in ops and (192, 10922) in shapes  # folded back to the full sweep
     assert matmul_shapes(small) == matmul_shapes(whole)  # weights still read as stored
 
@@ -60,7 +48,7 @@ def test_a_whole_model_runs_as_the_one_stored_whole(model, tmp_path):
     small.write_bytes(whole.read_bytes())
     assert compact(small) > 12  # at least each block's two MLP matrices
     assert small.stat().st_size < whole.stat().st_size / 5
-    assert _loaded(small, tmp_path) == _loaded(whole, tmp_path)
+    assert loaded_graph(small, tmp_path) == loaded_graph(whole, tmp_path)
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
     out = ort.InferenceSession(str(small), providers=["CPUExecutionProvider"]).run(
         None, {"input": x}
