@@ -268,6 +268,15 @@ class _Bench:
             )
         return float(getattr(result.stats, self.statistic))
 
+    def _whole_graph(self, model: nn.Module, spec: ArchSpec, name: str, batch_size: int) -> Path:
+        """The sub-network of `model` at `spec`, exported to the work folder and compacted: it
+        is only timed."""
+        path = self.work_dir / name
+        subnet = extract_subnet(model, spec)
+        export_onnx(subnet, path, img_size=spec.img_size, batch_size=batch_size)
+        compact(path)
+        return path
+
     def wholes(
         self, model: nn.Module, specs: list[ArchSpec], batch_size: int, rounds: int
     ) -> tuple[list[float], list[list[float]]]:
@@ -282,12 +291,7 @@ class _Bench:
         shape = [batch_size, 3, specs[0].img_size, specs[0].img_size]
         paths = []
         for i, spec in enumerate(specs):
-            paths.append(self.work_dir / f"whole{i}.onnx")
-            export_onnx(
-                extract_subnet(model, spec), paths[-1], img_size=spec.img_size,
-                batch_size=batch_size,
-            )  # fmt: skip
-            compact(paths[-1])
+            paths.append(self._whole_graph(model, spec, f"whole{i}.onnx", batch_size))
         dense, ratios = self.side_by_side(paths[1:], paths[0], shape, rounds)
         dense_ms = float(np.median(dense))
         for path in paths:
@@ -353,12 +357,7 @@ class _Bench:
                         "tokens": cut,
                     }
                 )
-                paths.append(self.work_dir / f"context{depth}.onnx")
-                export_onnx(
-                    extract_subnet(model, spec), paths[-1], img_size=table.img_size,
-                    batch_size=batch_size,
-                )  # fmt: skip
-                compact(paths[-1])
+                paths.append(self._whole_graph(model, spec, f"context{depth}.onnx", batch_size))
             deep, [ratios] = self.side_by_side(paths[1:], paths[0], image, rounds)
             for path in paths:
                 path.unlink()

@@ -81,7 +81,7 @@ def mlp_stack(dense_block: nn.Module, *, hidden: int, depth: int) -> TokenStack:
 
 
 def full_width_stack(dense_block: nn.Module, kind: str, depth: int) -> TokenStack:
-    """`depth` copies of the dense block's `kind` ("attention" or "mlp") branch at full width:
+    """The dense block's `kind` ("attention" or "mlp") branch at full width, `depth` times:
     what the benchmarks of the stacks themselves time."""
     if kind == "mlp":
         return mlp_stack(dense_block, hidden=dense_block.mlp.fc1.out_features, depth=depth)
