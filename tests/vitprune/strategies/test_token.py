@@ -174,3 +174,32 @@ def test_the_split_between_tokens_and_widths_is_chosen_after_tuning(job, monkeyp
     assert predictor.predict(fitted.arch) <= 0.3 * DENSE_MS
     for k, v in ctx.model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("favoured", ["mid", "mildest", "edge"])
+def test_a_milder_split_is_probed_only_when_the_mildest_scores_best(job, monkeypatch, favoured):
+    """The minimum at the mildest split tried may lie beyond it: EDGE is probed then, and wins
+    when it scores lower; a minimum inside the range costs no extra probe."""
+    from vitprune.strategies import token
+
+    ctx, _ = job(steps=6)
+    goal = 0.3 * DENSE_MS
+    floor, mid, mildest = token.split_ratios(ctx.search, goal)
+    target = {"mid": mid, "mildest": mildest, "edge": token.EDGE}[favoured]
+    probed: list[float] = []
+    real_tune = token.tune_hard
+
+    def recording(gated, spec, c, steps, curve, phase):
+        if phase.startswith("probe"):
+            probed.append(float(phase.removeprefix("probe-")))
+        real_tune(gated, spec, c, steps, curve, phase)
+
+    monkeypatch.setattr(token, "tune_hard", recording)
+    monkeypatch.setattr(  # the score of a split: how far its first keep ratio is from target
+        token, "teacher_kl", lambda g, t, b: lambda spec: abs(spec.tokens.keep[3] - target)
+    )
+    fitted = get_strategy("token").fit(ctx, goal)
+    edge_probed = favoured != "mid"
+    expected = [floor, mid, mildest] + ([token.EDGE] if edge_probed else [])
+    assert probed == pytest.approx(expected, abs=1e-4)
+    assert any(f"r={target:.2f} chosen" in n for n in fitted.notes), fitted.notes
