@@ -281,6 +281,29 @@ def test_a_candidate_slower_than_the_network_it_was_cut_from_is_timed_again(tmp_
     assert busy.certificate.arch_sha256 == quiet.certificate.arch_sha256
 
 
+def test_a_search_miss_the_devices_drift_explains_does_not_shrink_the_network(tmp_path):
+    """The first candidate reads 30% high, and so does the dense model timed right after: the
+    device is slower, not the model, so the search takes the candidate (at the baseline's
+    speed it meets the target) and the job ends as it would have on a quiet device. Without
+    the drift the same reading shrinks it."""
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6)
+    quiet, _, _ = _run(tmp_path / "quiet", spec, SizeMeasurer())
+    slow, _, _ = _run(
+        tmp_path / "slow", spec, SizeMeasurer(candidate_spikes=[1.3], reference_bias=[1.3])
+    )
+    busy, _, _ = _run(tmp_path / "busy", spec, SizeMeasurer(candidate_spikes=[1.3]))
+
+    def searched(result) -> list[dict]:
+        return [r for r in result.report["rounds"] if r["kind"] == "search"]
+
+    (check, *_) = slow.report["drift_checks"]
+    assert check["for"] == "search" and check["drift"] == pytest.approx(1.3)
+    assert searched(slow)[0]["measured_ms"] > 5.7, "the reading itself missed"
+    assert len(searched(slow)) == len(searched(quiet)) == 1
+    assert slow.certificate.arch_sha256 == quiet.certificate.arch_sha256
+    assert len(searched(busy)) > 1 and searched(busy)[-1]["gmacs"] < searched(slow)[0]["gmacs"]
+
+
 def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_path):
     """Quick measurements read 20% high, so the search overshoots; certification finds the
     model far under budget and grows it back toward the budget."""
@@ -340,7 +363,8 @@ def test_a_grown_network_that_passes_only_in_a_fast_phase_is_not_delivered(tmp_p
     """Certified far under budget (quick timings read 20% high); every grown network reads 30%
     low, and so does the dense model timed after it: at the baseline's speed the first grown
     network misses, so it is not delivered and the next round aims lower."""
-    measurer = SizeMeasurer(quick_bias=1.2, giveback_bias=0.7, reference_bias=[1.0, 0.7, 0.7])
+    # the dense model timed at the search's miss, then before and after each grown network
+    measurer = SizeMeasurer(quick_bias=1.2, giveback_bias=0.7, reference_bias=[1.0, 1.0, 0.7, 0.7])
     result, _, _ = _run(
         tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
     )
