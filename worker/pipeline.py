@@ -77,8 +77,13 @@ MAX_CERTIFY_ATTEMPTS = 1 + MAX_SHRINKS + MAX_DOUBT_RETRIES + MAX_DRIFT_RETRIES
 # less than this share of the ratio rule's (a shrink that bought little still moves at most
 # 1/SHRINK_RATE_FLOOR times as far as the ratio rule).
 SHRINK_RATE_FLOOR = 0.25
-# ... and under the target by at least this much, or by the spread its two repeats showed.
+# ... and under the target by at least this much, or by the spread its two repeats showed, up
+# to SHRINK_AIM_MAX: on a VM in a slow phase the two repeats of a certification were 40% apart
+# (the same network had read 3.9 ms in the search and 6.7 ms in the certification before), and
+# aiming 40% under sent a token job at 50% from 3648 MLP neurons to 1280 (bench/README.md,
+# 2026-12-07).
 SHRINK_AIM_BELOW = 0.01
+SHRINK_AIM_MAX = 0.1
 
 
 class Reporter(Protocol):
@@ -623,19 +628,19 @@ class Pipeline:
                 retried.add(arch.sha256())
                 self.certify_retries += 1
                 continue  # the same bytes, certified afresh: the delivered value is that one
-            if (
-                self._drift_retries() < MAX_DRIFT_RETRIES
-                and certified / max(1.0, self._reference_ratio(certified, "miss")) <= self.target
-            ):
-                self.drift_checks[-1]["retried"] = True
-                continue  # the device is slower now, not the model: the same bytes again
+            drift = 1.0  # what of the miss the device's slowness explains, when checked
+            if self._drift_retries() < MAX_DRIFT_RETRIES:
+                drift = max(1.0, self._reference_ratio(certified, "miss"))
+                if certified / drift <= self.target:
+                    self.drift_checks[-1]["retried"] = True
+                    continue  # the device is slower now, not the model: the same bytes again
             if shrinks == MAX_SHRINKS:
                 break
             # The smallest network is measured again instead (a loaded device can read high
             # once, and "infeasible" needs repeated evidence).
             shrinks += 1
-            goal = self._shrink_goal(arch, done, previous)
-            previous = (arch, certified)
+            goal = self._shrink_goal(arch, done, previous, drift)
+            previous = (arch, certified / drift)
             arch = self.strategy.propose(self.ctx, arch, goal)
         raise InfeasibleBudgetError(
             f"could not certify under {self.target:.2f} ms (budget {self.budget:.2f} ms less "
@@ -646,7 +651,11 @@ class Pipeline:
         )
 
     def _shrink_goal(
-        self, arch: ArchSpec, done: _Certified, previous: tuple[ArchSpec, float] | None
+        self,
+        arch: ArchSpec,
+        done: _Certified,
+        previous: tuple[ArchSpec, float] | None,
+        drift: float = 1.0,
     ) -> float:
         """The predicted latency to shrink a missed network to. The ratio rule (scale the
         prediction by target / measured) assumes latency proportional to the prediction; where
@@ -659,7 +668,7 @@ class Pipeline:
         the floor rate, it sent a toast job at 35% from 1.92 to 1.24 ms predicted where the
         target was 2.03; bench/README.md, 2026-12-06 evening)."""
         predicted = self.predictor.predict(arch)
-        certified = done.certified_ms
+        certified = done.certified_ms / drift  # the model's own miss: at the baseline's speed
         rate = certified / max(predicted, 1e-9)  # the ratio rule's ms per predicted ms
         if previous is not None:
             before, before_ms = previous
@@ -667,7 +676,7 @@ class Pipeline:
             if bought > 0 and gained > 0:
                 rate = min(rate, max(gained / bought, SHRINK_RATE_FLOOR * rate))
         spread = max(done.repeats) / max(min(done.repeats), 1e-9) - 1
-        aim = self.target * (1 - max(SHRINK_AIM_BELOW, spread))
+        aim = self.target * (1 - min(SHRINK_AIM_MAX, max(SHRINK_AIM_BELOW, spread)))
         return predicted - (certified - aim) / rate
 
     def _reference_ratio(self, certified: float, why: str) -> float:

@@ -165,6 +165,51 @@ def test_a_certification_miss_that_holds_up_tightens_and_certifies_again(tmp_pat
     assert result.certificate.passed and result.certificate.certified_ms <= 6.0 * 0.95
 
 
+def test_a_miss_partly_explained_by_drift_shrinks_by_the_models_own_part(tmp_path):
+    """Both certifications of the searched network read 30% high, and the dense model timed
+    after them 20% high: too little to explain the miss, so the network shrinks, but by what
+    is left at the baseline's speed (less than the test above, where nothing drifted)."""
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6)
+    steady, _, _ = _run(tmp_path / "steady", spec, SizeMeasurer(certify_bias=[1.3] * 4))
+    slow, _, _ = _run(
+        tmp_path / "slow", spec, SizeMeasurer(certify_bias=[1.3] * 4, reference_bias=[1.2])
+    )
+
+    def certified(result) -> list[dict]:
+        return [r for r in result.report["rounds"] if r["kind"] == "certify"]
+
+    (check, *_) = slow.report["drift_checks"]
+    assert check["for"] == "miss" and check["drift"] == pytest.approx(1.2)
+    assert not check["retried"] and check["certified_ms"] / 1.2 > 5.7
+    assert len(certified(slow)) == len(certified(steady)) == 3
+    assert certified(slow)[0]["arch_sha256"] == certified(steady)[0]["arch_sha256"]
+    assert certified(steady)[2]["gmacs"] < certified(slow)[2]["gmacs"] < certified(slow)[0]["gmacs"]
+    assert slow.certificate.passed
+
+
+def test_a_shrink_aims_under_the_target_by_at_most_shrink_aim_max(tmp_path):
+    """The two repeats of each certification read 1.0x and 1.5x: a 50% spread that measures
+    the device. The shrink aims SHRINK_AIM_MAX under the target, not 50% (which would send the
+    network to a third of its predicted time)."""
+    from worker.pipeline import SHRINK_AIM_MAX
+
+    measurer = SizeMeasurer(certify_bias=[1.0, 1.5] * 2)
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    certify = [r for r in result.report["rounds"] if r["kind"] == "certify"]
+    missed, shrunk = certify[1], certify[2]
+    assert (
+        missed["measured_ms"] > 1.4 * 5.7 * 0.9 and shrunk["arch_sha256"] != missed["arch_sha256"]
+    )
+    rate = missed["measured_ms"] / missed["predicted_ms"]
+    capped = missed["predicted_ms"] - (missed["measured_ms"] - 5.7 * (1 - SHRINK_AIM_MAX)) / rate
+    assert shrunk["predicted_ms"] >= 0.9 * capped
+    smallest = next(r for r in result.report["rounds"] if r["kind"] == "smallest")
+    assert shrunk["gmacs"] > 2 * smallest["gmacs"], "uncapped, it shrank to the smallest"
+    assert result.certificate.passed
+
+
 def test_misses_that_shrinks_barely_move_are_closed_by_the_measured_rate(tmp_path):
     """Certified readings respond to shrinking at 0.4x what the predictor expects, with an
     overhead on top (a tiny model on CI: most of its time per-op overhead), so the searched
