@@ -473,15 +473,15 @@ class Pipeline:
                 self.remeasured += 1
                 result = min(result, again, key=self.pick)
             measured = self.record("search", candidate, goal, result)
-            upper = measured
+            upper = at_baseline = measured
             if measured > self.target:
                 # A miss shrinks the network; the part of it the device's drift explains (the
                 # dense model slower now than at the baseline) is not the model's. On a 2-vCPU
                 # VM in a slow phase the search read a token job's network 34% over its
                 # prediction and shrank it from 4416 to 1952 MLP neurons, and the give-back
                 # could not win the width back (bench/README.md, 2026-12-07).
-                measured /= max(1.0, self._reference_ratio(measured, "search"))
-            self.predictor.add(candidate, measured)
+                at_baseline /= max(1.0, self._reference_ratio(measured, "search"))
+            self.predictor.add(candidate, at_baseline)
             closeness = (dense_ms - measured) / max(dense_ms - self.target, 1e-9)
             self.report(
                 "search",
@@ -490,11 +490,11 @@ class Pipeline:
                 predicted_ms=self.rounds[-1]["predicted_ms"],
             )
             current = candidate
-            done = measured <= self.target or candidate == self.strategy.propose(
+            done = at_baseline <= self.target or candidate == self.strategy.propose(
                 self.ctx, candidate, 0.0
             )
             if not done:
-                goal = min(goal, self.predictor.predict(candidate)) * self.target / measured
+                goal = min(goal, self.predictor.predict(candidate)) * self.target / at_baseline
             self._save_state(
                 search={"current": current.model_dump(mode="json"), "goal": goal, "done": done},
                 search_upper=upper,
