@@ -122,6 +122,11 @@ class _Certified:
     def certified_ms(self) -> float:
         return max(self.repeats)
 
+    @property
+    def spread(self) -> float:
+        """How far apart the repeats read: over the tolerance, the device changed speed."""
+        return max(self.repeats) / max(min(self.repeats), 1e-9) - 1
+
 
 @dataclass
 class Pipeline:
@@ -639,8 +644,9 @@ class Pipeline:
             # The smallest network is measured again instead (a loaded device can read high
             # once, and "infeasible" needs repeated evidence).
             shrinks += 1
-            goal = self._shrink_goal(arch, done, previous, drift)
-            previous = (arch, certified / drift)
+            own = certified / drift  # the model's own miss: at the baseline's speed
+            goal = self._shrink_goal(arch, own, done.spread, previous)
+            previous = (arch, own)
             arch = self.strategy.propose(self.ctx, arch, goal)
         raise InfeasibleBudgetError(
             f"could not certify under {self.target:.2f} ms (budget {self.budget:.2f} ms less "
@@ -653,9 +659,9 @@ class Pipeline:
     def _shrink_goal(
         self,
         arch: ArchSpec,
-        done: _Certified,
+        certified: float,
+        spread: float,
         previous: tuple[ArchSpec, float] | None,
-        drift: float = 1.0,
     ) -> float:
         """The predicted latency to shrink a missed network to. The ratio rule (scale the
         prediction by target / measured) assumes latency proportional to the prediction; where
@@ -666,16 +672,17 @@ class Pipeline:
         unless the shrunk network read slower than the one it was cut from: a sub-network
         never runs slower, so that reading measured the device's load, not the cut (taken at
         the floor rate, it sent a toast job at 35% from 1.92 to 1.24 ms predicted where the
-        target was 2.03; bench/README.md, 2026-12-06 evening)."""
+        target was 2.03; bench/README.md, 2026-12-06 evening). `certified` is the missed
+        network's reading at the baseline's speed (over the drift measured for the miss, when
+        it was), `spread` how far its repeats disagreed: the aim goes that far under the
+        target, at most SHRINK_AIM_MAX."""
         predicted = self.predictor.predict(arch)
-        certified = done.certified_ms / drift  # the model's own miss: at the baseline's speed
         rate = certified / max(predicted, 1e-9)  # the ratio rule's ms per predicted ms
         if previous is not None:
             before, before_ms = previous
             bought, gained = self.predictor.predict(before) - predicted, before_ms - certified
             if bought > 0 and gained > 0:
                 rate = min(rate, max(gained / bought, SHRINK_RATE_FLOOR * rate))
-        spread = max(done.repeats) / max(min(done.repeats), 1e-9) - 1
         aim = self.target * (1 - min(SHRINK_AIM_MAX, max(SHRINK_AIM_BELOW, spread)))
         return predicted - (certified - aim) / rate
 
@@ -709,13 +716,12 @@ class Pipeline:
         the search already timed this network under the target. Interference only adds time,
         so such a miss says more about the device's load than about the model; a miss that
         holds up again shrinks the network as before."""
-        spread = max(done.repeats) / max(min(done.repeats), 1e-9) - 1
         searched = [
             r["measured_ms"]
             for r in self.rounds
             if r["kind"] == "search" and r.get("arch_sha256") == arch.sha256()
         ]
-        return spread > self.certify_protocol.stability_tolerance or any(
+        return done.spread > self.certify_protocol.stability_tolerance or any(
             float(ms) <= self.target for ms in searched
         )
 
