@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import shutil
+import statistics
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -121,6 +122,11 @@ class _Certified:
     @property
     def certified_ms(self) -> float:
         return max(self.repeats)
+
+    @property
+    def spread(self) -> float:
+        """How far apart the repeats read: over the tolerance, the device changed speed."""
+        return max(self.repeats) / max(min(self.repeats), 1e-9) - 1
 
 
 @dataclass
@@ -461,6 +467,7 @@ class Pipeline:
                 return current
         else:
             current, goal = fitted, self.target
+        self._reference_ratio(None, "before search")  # the device's speed, minutes on
         # the latest reading of a network the next candidate is cut from (the dense model's
         # before the first: every candidate is a sub-network of it)
         upper = self.state.get("search_upper", dense_ms)
@@ -509,6 +516,7 @@ class Pipeline:
         certified latency is more than the job's slack under budget."""
         t0 = time.monotonic()
         staging.mkdir(parents=True)
+        self._reference_ratio(None, "before certify")
         done = self._certify_under_budget(arch, staging)
         done = self._give_back(done, staging)
         self._timed("certify", t0)
@@ -639,8 +647,9 @@ class Pipeline:
             # The smallest network is measured again instead (a loaded device can read high
             # once, and "infeasible" needs repeated evidence).
             shrinks += 1
-            goal = self._shrink_goal(arch, done, previous, drift)
-            previous = (arch, certified / drift)
+            own = certified / drift  # the model's own miss: at the baseline's speed
+            goal = self._shrink_goal(arch, own, done.spread, previous)
+            previous = (arch, own)
             arch = self.strategy.propose(self.ctx, arch, goal)
         raise InfeasibleBudgetError(
             f"could not certify under {self.target:.2f} ms (budget {self.budget:.2f} ms less "
@@ -653,9 +662,9 @@ class Pipeline:
     def _shrink_goal(
         self,
         arch: ArchSpec,
-        done: _Certified,
+        certified: float,
+        spread: float,
         previous: tuple[ArchSpec, float] | None,
-        drift: float = 1.0,
     ) -> float:
         """The predicted latency to shrink a missed network to. The ratio rule (scale the
         prediction by target / measured) assumes latency proportional to the prediction; where
@@ -666,21 +675,22 @@ class Pipeline:
         unless the shrunk network read slower than the one it was cut from: a sub-network
         never runs slower, so that reading measured the device's load, not the cut (taken at
         the floor rate, it sent a toast job at 35% from 1.92 to 1.24 ms predicted where the
-        target was 2.03; bench/README.md, 2026-12-06 evening)."""
+        target was 2.03; bench/README.md, 2026-12-06 evening). `certified` is the missed
+        network's reading at the baseline's speed (over the drift measured for the miss, when
+        it was), `spread` how far its repeats disagreed: the aim goes that far under the
+        target, at most SHRINK_AIM_MAX."""
         predicted = self.predictor.predict(arch)
-        certified = done.certified_ms / drift  # the model's own miss: at the baseline's speed
         rate = certified / max(predicted, 1e-9)  # the ratio rule's ms per predicted ms
         if previous is not None:
             before, before_ms = previous
             bought, gained = self.predictor.predict(before) - predicted, before_ms - certified
             if bought > 0 and gained > 0:
                 rate = min(rate, max(gained / bought, SHRINK_RATE_FLOOR * rate))
-        spread = max(done.repeats) / max(min(done.repeats), 1e-9) - 1
         aim = self.target * (1 - min(SHRINK_AIM_MAX, max(SHRINK_AIM_BELOW, spread)))
         return predicted - (certified - aim) / rate
 
-    def _reference_ratio(self, certified: float, why: str) -> float:
-        """The dense model's time now over its time at the baseline, from one more
+    def _reference_ratio(self, certified: float | None, why: str) -> float:
+        """The dense model's time now over its time at the baseline's speed, from one more
         certification-grade timing of it: over 1, a certification miss is only the model's
         fault by the part this does not explain (load only adds time); under 1, the device is
         in a fast phase and a certified time reads low."""
@@ -688,17 +698,30 @@ class Pipeline:
         if not path.is_file():
             export_onnx(self.model, path, img_size=self.dense.img_size)
         now = self.pick(self.settled(path, self.certify_protocol))
-        ratio = now / self.pick(self.dense_result)
+        speed = self._baseline_speed()
         self.drift_checks.append(
             {
                 "for": why,
                 "certified_ms": certified,
                 "reference_ms": now,
-                "drift": ratio,
+                "baseline_ms": speed,
+                "drift": now / speed,
                 "retried": False,
             }
         )
-        return ratio
+        return now / speed
+
+    def _baseline_speed(self) -> float:
+        """The dense model's time at the baseline's speed: the median of its certification-
+        grade timings in this job (the baseline, one before the search, one before the
+        certification, and every drift check so far), so that one reading taken in a slow or
+        a fast phase does not set it. On a quiet 2-vCPU VM the baselines of eight jobs in one
+        benchmark read 5.79-7.72 ms p90 for one model; a job whose baseline read 7.72 took the
+        dense model's 6.39 at its give-back for a fast phase and delivered at 79% of its budget
+        (bench/README.md, 2026-12-07 afternoon)."""
+        readings = [self.pick(self.dense_result)]
+        readings += [float(c["reference_ms"]) for c in self.drift_checks]  # type: ignore[arg-type]
+        return statistics.median(readings)
 
     def _drift_retries(self) -> int:
         return sum(bool(c["retried"]) for c in self.drift_checks)
@@ -709,13 +732,12 @@ class Pipeline:
         the search already timed this network under the target. Interference only adds time,
         so such a miss says more about the device's load than about the model; a miss that
         holds up again shrinks the network as before."""
-        spread = max(done.repeats) / max(min(done.repeats), 1e-9) - 1
         searched = [
             r["measured_ms"]
             for r in self.rounds
             if r["kind"] == "search" and r.get("arch_sha256") == arch.sha256()
         ]
-        return spread > self.certify_protocol.stability_tolerance or any(
+        return done.spread > self.certify_protocol.stability_tolerance or any(
             float(ms) <= self.target for ms in searched
         )
 
