@@ -715,8 +715,8 @@ class Pipeline:
         """The dense model's time at the baseline's speed: the median of its certification-
         grade timings in this job (the baseline, one before the search, one before the
         certification, and every drift check so far), so that one reading taken in a slow or
-        a fast phase does not set it. On a quiet 2-vCPU VM the baselines of eight jobs in one
-        benchmark read 5.79-7.72 ms p90 for one model; a job whose baseline read 7.72 took the
+        a fast phase does not set it. On a quiet 2-vCPU VM the baselines of 24 jobs in one
+        benchmark read 5.79-8.67 ms p90 for one model; a job whose baseline read 7.72 took the
         dense model's 6.39 at its give-back for a fast phase and delivered at 79% of its budget
         (bench/README.md, 2026-12-07 afternoon)."""
         readings = [self.pick(self.dense_result)]
