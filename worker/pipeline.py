@@ -699,17 +699,18 @@ class Pipeline:
             export_onnx(self.model, path, img_size=self.dense.img_size)
         now = self.pick(self.settled(path, self.certify_protocol))
         speed = self._baseline_speed()
+        drift = now / speed
         self.drift_checks.append(
             {
                 "for": why,
                 "certified_ms": certified,
                 "reference_ms": now,
                 "baseline_ms": speed,
-                "drift": now / speed,
+                "drift": drift,
                 "retried": False,
             }
         )
-        return now / speed
+        return drift
 
     def _baseline_speed(self) -> float:
         """The dense model's time at the baseline's speed: the median of its certification-
