@@ -165,7 +165,8 @@ class Pipeline:
         self.unstable_retries = 0
         self.remeasured = 0  # search candidates timed again (slower than their superset)
         self.certify_retries = 0  # certifications repeated after a miss the evidence doubts
-        # the dense model timed again after a certification miss and before giving width back
+        # the dense model timed again before the search and the certification, after a miss
+        # and before giving width back; in the job's state, so a resumed job's speed keeps them
         self.drift_checks: list[dict[str, object]] = []
         self.state: dict[str, object] = {}
         self.resumes = 0
@@ -239,6 +240,7 @@ class Pipeline:
             if "table_path" in self.state:  # the points below are this table's
                 self.predictor = LutPredictor(load_table(Path(self.state["table_path"])))
             self.rounds = self.state.get("rounds", [])
+            self.drift_checks = self.state.get("drift_checks", [])
             self.predictor.restore(self.state.get("predictor_points", []))
             self.resumes = self.state.get("resumes", 0) + 1
             self._save_state()
@@ -248,6 +250,7 @@ class Pipeline:
         self.state |= {
             "rounds": self.rounds,
             "predictor_points": self.predictor.points,
+            "drift_checks": self.drift_checks,
             "resumes": self.resumes,
         }
         _write_json(self._state_path, self.state)
