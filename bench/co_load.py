@@ -12,7 +12,7 @@ pruned over dense ratio of each round.
 
     .venv/bin/python bench/co_load.py --rounds 8 --out bench/results/co_load_2026-12-07.json
 
-Results: bench/README.md, "Load on the other vCPU".
+Results: bench/README.md, "Accuracy at budget", 2026-12-07 evening.
 """
 
 from __future__ import annotations
