@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu_pinning import batch_p50  # noqa: E402
 from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.runtimes.registry import get_runtime  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
@@ -53,17 +54,6 @@ def _neighbour(kind: str, cpu: int) -> None:
     dst = np.empty_like(src)
     while True:
         np.copyto(dst, src)
-
-
-def _batch(session, x: np.ndarray, runs: int = 200, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        session.run(x)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(x)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e3)
 
 
 def main() -> int:
@@ -100,7 +90,7 @@ def main() -> int:
             try:
                 for _ in range(args.rounds):
                     for k, session in sessions.items():
-                        p50s[k].append(_batch(session, x))
+                        p50s[k].append(batch_p50(session, x, runs=200, warmup=20))
             finally:
                 if proc is not None:
                     proc.terminate()

@@ -39,7 +39,7 @@ from vitprune.models import create_model  # noqa: E402
 TOLERANCE = 0.03  # MeasureProtocol.certify's stability tolerance
 
 
-def _batch(session, x: np.ndarray, runs: int = 100, warmup: int = 10) -> float:
+def batch_p50(session, x: np.ndarray, runs: int = 100, warmup: int = 10) -> float:
     for _ in range(warmup):
         session.run(x)
     times = []
@@ -83,7 +83,7 @@ def main() -> int:
                 for _ in range(args.rounds):
                     for mode, cpus in modes.items():
                         os.sched_setaffinity(0, cpus)
-                        p50s[mode].append(_batch(session, x))
+                        p50s[mode].append(batch_p50(session, x))
             finally:
                 os.sched_setaffinity(0, own)
             row = {"model": name, "img_size": int(img), "p50_ms": p50s}
