@@ -56,6 +56,12 @@ def _gap(values: list[float]) -> str:
     return f"{statistics.mean(values):+.2f} (worst {worst:+.2f})"
 
 
+def _verdict(method: str, g: dict[str, list[float]]) -> str:
+    if method in BASELINES:
+        return "baseline"
+    return "yes" if all(g[b] and statistics.mean(g[b]) >= 0 for b in BASELINES) else "no"
+
+
 def markdown(files: list[Path]) -> str:
     gaps = paired_gaps(files)
     lines = [
@@ -66,16 +72,12 @@ def markdown(files: list[Path]) -> str:
         "| at or above both on the mean |",
         "|" + "---|" * 8,
     ]
-    for (fraction, method), g in sorted(gaps.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        above = (
-            "baseline"
-            if method in BASELINES
-            else ("yes" if all(g[b] and statistics.mean(g[b]) >= 0 for b in BASELINES) else "no")
-        )
+    for (fraction, method), g in sorted(gaps.items()):
         time = f"{statistics.mean(g['time']):.3f}" if g["time"] else "-"
+        verdict = _verdict(method, g)
         lines.append(
             f"| {fraction:.0%} | {method} | {len(g['top1'])} | {statistics.mean(g['top1']):.2f}% "
-            f"| {_gap(g['uniform'])} | {_gap(g['torch_pruning'])} | {time} | {above} |"
+            f"| {_gap(g['uniform'])} | {_gap(g['torch_pruning'])} | {time} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -62,10 +62,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cpus = sorted(os.sched_getaffinity(0))
+    own = os.sched_getaffinity(0)
+    cpus = sorted(own)
     if len(cpus) < 2:
         raise SystemExit("needs two vCPUs: one to measure on, one for the neighbour")
-    own = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpus[0]})
     runtime = get_runtime("onnxruntime")
     dense_model = create_model(MODEL, img_size=IMG, num_classes=CLASSES).eval()
