@@ -571,14 +571,14 @@ class Pipeline:
 
         A drifting host can certify in a fast phase: a 2-core VM certified a grown network at
         3.06 ms in one that, timed side by side with the dense model later, was the slowest of
-        eight (bench/README.md, 2026-12-06 morning). So the certified network, whose bytes
-        are at hand and whose size is close, is timed right before and right after each grown
-        one, and the grown one's time is scaled by the certified network's certified time over
-        those two: the ratio of two networks timed side by side holds through a phase, and the
-        grown network's claim then agrees with the one it would replace. The dense model is no
-        gauge here: with a busy neighbour on the other vCPU its time moved 23% where a pruned
-        network's moved 2% (bench/results/co_load_2026-12-07.json), and scaled by it, 9 of 21
-        grown networks that passed in one benchmark column were refused (bench/README.md,
+        eight (bench/README.md, 2026-12-06 morning). So the certified network, whose bytes are
+        at hand and whose size is close, is timed right before and right after each grown one,
+        and the grown one's time is scaled by the certified network's certified time over the
+        slower of those two: the ratio of two networks timed side by side holds through a phase,
+        and the grown network's claim then agrees with the one it would replace. The dense model
+        is no gauge here: with a busy neighbour on the other vCPU its time moved 23% where a
+        pruned network's moved 2% (bench/results/co_load_2026-12-07.json), and scaled by it, 9
+        of 21 grown networks that passed in one benchmark column were refused (bench/README.md,
         2026-12-07 evening)."""
         missed: float | None = None  # predicted ms of the last grown network that missed
         within_slack = self.budget * (1.0 - self.spec.slack)
@@ -602,7 +602,10 @@ class Pipeline:
             path = self.work / "giveback.onnx"
             trial = self._certified(model, grown, path, "giveback", goal)
             beside.append(self.pick(self.settled(delivered, self.certify_protocol)))
-            at_certified = trial.certified_ms * read / statistics.mean(beside)
+            # like with like: the worst of two timings each (the certified time is the worst of
+            # its repeats; over a mean the scale would lean 5-10% high on a host whose small
+            # networks' p90 moved 15% between timings seconds apart)
+            at_certified = trial.certified_ms * read / max(beside)
             self.rounds[-1] |= {
                 "certified_beside_ms": beside,
                 "at_certified_speed_ms": at_certified,
