@@ -217,8 +217,10 @@ class Pipeline:
                 "stable": result.stable,
                 "runs": result.stats.runs,
                 "gmacs": macs(arch) / 1e9,
+                "mparams": params(arch) / 1e6,
                 "arch": arch.summary(),
                 "arch_sha256": arch.sha256(),
+                "spec": arch.model_dump(mode="json"),  # every round can be cut and timed again
             }
         )
         return measured

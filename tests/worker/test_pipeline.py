@@ -374,6 +374,8 @@ def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_pa
     assert cert.passed and first["measured_ms"] < cert.certified_ms <= 6.0 * 0.95
     # the delivered bytes are the grown model's, and they are what was certified
     assert cert.certified_ms == pytest.approx(grown[-1]["measured_ms"])
+    # every round's network can be cut again from the report alone
+    assert all(ArchSpec.model_validate(r["spec"]).sha256() == r["arch_sha256"] for r in rounds)
     assert verify_dir(result.out_dir, trusted_public_keys=[signer.signer.public_key])["ok"]
 
 
