@@ -1,0 +1,111 @@
+"""Do timings read slow right after training? (issue 5's certification loop)
+
+A job times its networks between bursts of training on both cores (fit, fine-tuning). In the
+accuracy benchmark on a Zen 4 host, search candidates timed right after a fit read 37-39% over
+the table while the dense model, timed minutes later, read 5% slow, and one certified network
+read 2.12 ms at its certification and 2.80-2.90 minutes later (bench/README.md, 2026-12-07
+night). This times a pruned and the dense model alternately (batches of 300 runs after 30
+warm-up, ONNX Runtime, 1 thread): first idle, then right after `--train-s` seconds of training
+the dense model on random data with torch on all cores, as a job does. Per batch: seconds since
+the phase began, p50 and p90.
+
+    .venv/bin/python bench/after_training.py --out bench/results/after_training_2026-12-07.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from budgetprune.schemas import ArchSpec  # noqa: E402
+from device_agents.runtimes.registry import get_runtime  # noqa: E402
+from vitprune.export import export_onnx  # noqa: E402
+from vitprune.extract import extract_subnet  # noqa: E402
+from vitprune.models import create_model  # noqa: E402
+from vitprune.strategies.ratio_search import uniform_spec  # noqa: E402
+
+MODEL, IMG, CLASSES = "deit_tiny_patch4_32", 32, 10
+PRUNED = (16, 208)  # dims per head, MLP neurons: uniform's pick at 35% on the Zen 4 host
+
+
+def _batch(session, x: np.ndarray, runs: int = 300, warmup: int = 30) -> tuple[float, float]:
+    for _ in range(warmup):
+        session.run(x)
+    times = np.empty(runs)
+    for i in range(runs):
+        started = time.perf_counter()
+        session.run(x)
+        times[i] = time.perf_counter() - started
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 90) * 1e3)
+
+
+def _train(model: torch.nn.Module, seconds: float) -> int:
+    """Distillation-sized steps (batch 64) on random images, as many as fit in `seconds`."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    steps, until = 0, time.monotonic() + seconds
+    while time.monotonic() < until:
+        x = torch.randn(64, 3, IMG, IMG)
+        loss = model(x).logsumexp(dim=1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    model.eval()
+    return steps
+
+
+def _series(sessions: dict, x: np.ndarray, batches: int) -> list[dict[str, float]]:
+    t0, rows = time.monotonic(), []
+    for _ in range(batches):
+        for name, session in sessions.items():
+            p50, p90 = _batch(session, x)
+            rows.append({"model": name, "t_s": time.monotonic() - t0, "p50_ms": p50, "p90_ms": p90})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", type=int, default=8, help="per model and phase")
+    parser.add_argument("--train-s", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    runtime = get_runtime("onnxruntime")
+    dense_model = create_model(MODEL, img_size=IMG, num_classes=CLASSES).eval()
+    dense = ArchSpec.dense(MODEL, img_size=IMG, num_classes=CLASSES)
+    x = np.random.default_rng(0).standard_normal((1, 3, IMG, IMG)).astype(np.float32)
+    phases: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"pruned": Path(tmp) / "pruned.onnx", "dense": Path(tmp) / "dense.onnx"}
+        pruned = extract_subnet(dense_model, uniform_spec(dense, *PRUNED)).eval()
+        export_onnx(pruned, paths["pruned"], img_size=IMG)
+        export_onnx(dense_model, paths["dense"], img_size=IMG)
+        sessions = {k: runtime.load(p, threads=1) for k, p in paths.items()}
+        phases["idle"] = _series(sessions, x, args.batches)
+        steps = _train(dense_model, args.train_s)
+        phases["after training"] = _series(sessions, x, args.batches)
+    for phase, rows in phases.items():
+        for name in sessions:
+            p90 = [r["p90_ms"] for r in rows if r["model"] == name]
+            print(f"{phase:15s} {name:7s} p90 " + " ".join(f"{v:.2f}" for v in p90))
+    from device_agents.fingerprint import cpu_model
+
+    meta = {"cpu_model": cpu_model(), "runtime": runtime.version(), "train_steps": steps}
+    meta |= {"train_s": args.train_s, "torch_threads": torch.get_num_threads()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "phases": phases}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
