@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.width_steps import batch_p50_p90  # noqa: E402
 from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.runtimes.registry import get_runtime  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402
@@ -36,17 +37,6 @@ from vitprune.strategies.ratio_search import uniform_spec  # noqa: E402
 
 MODEL, IMG, CLASSES = "deit_tiny_patch4_32", 32, 10
 PRUNED = (16, 208)  # dims per head, MLP neurons: uniform's pick at 35% on the Zen 4 host
-
-
-def _batch(session, x: np.ndarray, runs: int = 300, warmup: int = 30) -> tuple[float, float]:
-    for _ in range(warmup):
-        session.run(x)
-    times = np.empty(runs)
-    for i in range(runs):
-        started = time.perf_counter()
-        session.run(x)
-        times[i] = time.perf_counter() - started
-    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 90) * 1e3)
 
 
 def _train(model: torch.nn.Module, seconds: float) -> int:
@@ -69,7 +59,7 @@ def _series(sessions: dict, x: np.ndarray, batches: int) -> list[dict[str, float
     t0, rows = time.monotonic(), []
     for _ in range(batches):
         for name, session in sessions.items():
-            p50, p90 = _batch(session, x)
+            p50, p90 = batch_p50_p90(session, x, runs=300, warmup=30)
             rows.append({"model": name, "t_s": time.monotonic() - t0, "p50_ms": p50, "p90_ms": p90})
     return rows
 

@@ -60,7 +60,7 @@ def _grown(base: ArchSpec, neurons: int = 0, dims: int = 0, half: bool = False) 
     return base.model_copy(update={"blocks": blocks})
 
 
-def _batch(session, x: np.ndarray, runs: int, warmup: int) -> tuple[float, float]:
+def batch_p50_p90(session, x: np.ndarray, runs: int, warmup: int) -> tuple[float, float]:
     for _ in range(warmup):
         session.run(x)
     times = np.empty(runs)
@@ -108,7 +108,7 @@ def main() -> int:
         p90s: dict[str, list[float]] = {k: [] for k in sessions}
         for r in range(args.rounds):
             for k, session in sessions.items():
-                p50, p90 = _batch(session, x, args.runs, warmup=30)
+                p50, p90 = batch_p50_p90(session, x, args.runs, warmup=30)
                 p50s[k].append(p50)
                 p90s[k].append(p90)
             print(f"round {r + 1}: " + ", ".join(f"{p90s[k][-1]:.3f}" for k in sessions))
