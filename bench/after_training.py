@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.width_steps import batch_p50_p90  # noqa: E402
+from bench.cpu_pinning import batch_p50_p90  # noqa: E402
 from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.runtimes.registry import get_runtime  # noqa: E402
 from vitprune.export import export_onnx  # noqa: E402

@@ -22,7 +22,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu_pinning import batch_p50_p90  # noqa: E402
 from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.runtimes.registry import get_runtime  # noqa: E402
 from latency_tables.predictor import LutPredictor  # noqa: E402
@@ -58,17 +58,6 @@ def _grown(base: ArchSpec, neurons: int = 0, dims: int = 0, half: bool = False) 
             )
         )
     return base.model_copy(update={"blocks": blocks})
-
-
-def batch_p50_p90(session, x: np.ndarray, runs: int, warmup: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        session.run(x)
-    times = np.empty(runs)
-    for i in range(runs):
-        started = time.perf_counter()
-        session.run(x)
-        times[i] = time.perf_counter() - started
-    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 90) * 1e3)
 
 
 def main() -> int:
