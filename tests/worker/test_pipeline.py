@@ -24,7 +24,7 @@ from budgetprune.schemas import (
 )
 from budgetprune.signing import CertificateSigner
 from budgetprune.verify import verify_dir
-from worker.pipeline import run_pipeline
+from worker.pipeline import PRICE_TRIES, run_pipeline
 
 MODEL = "deit_tiny_patch16_224"
 pytestmark = pytest.mark.slow
@@ -44,7 +44,9 @@ class SizeMeasurer:
         certify_line: tuple[float, float] | None = None,
         giveback_bias: float = 1.0,
         baseline_bias: float = 1.0,
+        cut_bias: float = 1.0,
     ) -> None:
+        self.cut_bias = cut_bias  # a grown network's cut reads this much off when priced
         self.baseline_bias = baseline_bias  # the dense model's first timing reads this much off
         self.quick_bias = quick_bias
         self.giveback_bias = giveback_bias  # grown networks read this much off
@@ -70,6 +72,8 @@ class SizeMeasurer:
             ms = self.certify_line[0] + self.certify_line[1] * ms
         if path.name == "giveback.onnx":
             ms *= self.giveback_bias
+        if path.name == "giveback-cut.onnx":
+            ms *= self.cut_bias
         if protocol.runs < 200:
             ms *= self.quick_bias
         if path.name == "reference.onnx" and self.reference_bias:
@@ -358,7 +362,9 @@ def test_a_search_miss_the_devices_drift_explains_does_not_shrink_the_network(tm
 
 def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_path):
     """Quick measurements read 20% high, so the search overshoots; certification finds the
-    model far under budget and grows it back toward the budget."""
+    model far under budget and grows it back toward the budget. The table's first aim
+    overshoots the target; timed side by side before fine-tuning, it is caught and a smaller
+    step aimed at, which passes in the first round."""
     measurer = SizeMeasurer(quick_bias=1.2)
     result, _, signer = _run(
         tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
@@ -369,7 +375,12 @@ def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_pa
     assert first["measured_ms"] < 6.0 * 0.9, "the first certification is under the slack"
     assert grown and grown[-1]["measured_ms"] > first["measured_ms"]
     assert grown[-1]["gmacs"] > first["gmacs"]
-    assert grown[0]["measured_ms"] > 6.0 * 0.95, "the first round overshoots the target"
+    priced = result.report["giveback_pricing"]
+    assert priced[0]["expected_ms"] > 6.0 * 0.95, "the table's first aim overshoots the target"
+    assert priced[-1]["expected_ms"] <= 6.0 * 0.95 and priced[-1]["goal_ms"] < priced[0]["goal_ms"]
+    assert priced[-1]["arch_sha256"] == grown[0]["arch_sha256"], "the step that fits is tuned"
+    assert len(grown) == 1, "priced before fine-tuning, the first grown network passes"
+    assert grown[0]["measured_ms"] == pytest.approx(priced[-1]["expected_ms"])
     cert = result.certificate
     assert cert.passed and first["measured_ms"] < cert.certified_ms <= 6.0 * 0.95
     # the delivered bytes are the grown model's, and they are what was certified
@@ -400,6 +411,24 @@ def test_a_grown_model_that_misses_keeps_the_certified_one(tmp_path):
     assert grown[0]["at_certified_speed_ms"] == pytest.approx(at_certified)
 
 
+def test_a_step_that_measures_too_dear_is_not_fine_tuned(tmp_path):
+    """Every grown network reads 3x slower than the table prices it when timed side by side
+    with the certified one: each aim shrinks the step, none fits, and nothing is fine-tuned
+    or certified; the certified network is delivered."""
+    measurer = SizeMeasurer(quick_bias=1.2, cut_bias=3.0)
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    rounds = result.report["rounds"]
+    certified = next(r for r in rounds if r["kind"] == "certify")
+    priced = result.report["giveback_pricing"]
+    assert len(priced) == PRICE_TRIES and all(p["expected_ms"] > 6.0 * 0.95 for p in priced)
+    assert [p["goal_ms"] for p in priced] == sorted((p["goal_ms"] for p in priced), reverse=True)
+    assert not [r for r in rounds if r["kind"] == "giveback"]
+    assert not [name for name, _ in measurer.calls if name == "giveback.onnx"]
+    assert result.certificate.arch_sha256 == certified["arch_sha256"]
+
+
 def test_the_give_back_does_not_gauge_by_the_dense_model(tmp_path):
     """Quick timings read 20% high, so the search overshoots; the dense model reads 30% fast
     from the certification on. A small network's speed does not follow the dense model's
@@ -426,7 +455,10 @@ def test_a_grown_network_that_passes_only_in_a_fast_phase_is_not_delivered(tmp_p
     was certified at, the first grown network misses, so it is not delivered and the next round aims
     lower."""
     # the certified network's two repeats, then its timings beside each grown network
-    measurer = SizeMeasurer(quick_bias=1.2, giveback_bias=0.7, certify_bias=[1.0, 1.0] + [0.7] * 4)
+    # ...and the side-by-side pricing read the grown network 20% fast, so it overshoots
+    measurer = SizeMeasurer(
+        quick_bias=1.2, giveback_bias=0.7, certify_bias=[1.0, 1.0] + [0.7] * 4, cut_bias=0.8
+    )
     result, _, _ = _run(
         tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
     )
