@@ -27,15 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.co_load import IMG, dense_and_pruned  # noqa: E402
 from bench.cpu_pinning import batch_p50_p90  # noqa: E402
-from budgetprune.schemas import ArchSpec  # noqa: E402
 from device_agents.runtimes.registry import get_runtime  # noqa: E402
-from vitprune.export import export_onnx  # noqa: E402
-from vitprune.extract import extract_subnet  # noqa: E402
-from vitprune.models import create_model  # noqa: E402
-from vitprune.strategies.ratio_search import uniform_spec  # noqa: E402
 
-MODEL, IMG, CLASSES = "deit_tiny_patch4_32", 32, 10
 PRUNED = (16, 208)  # dims per head, MLP neurons: uniform's pick at 35% on the Zen 4 host
 
 
@@ -70,17 +65,9 @@ def main() -> int:
     parser.add_argument("--train-s", type=float, default=60.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    runtime = get_runtime("onnxruntime")
-    dense_model = create_model(MODEL, img_size=IMG, num_classes=CLASSES).eval()
-    dense = ArchSpec.dense(MODEL, img_size=IMG, num_classes=CLASSES)
-    x = np.random.default_rng(0).standard_normal((1, 3, IMG, IMG)).astype(np.float32)
     phases: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"pruned": Path(tmp) / "pruned.onnx", "dense": Path(tmp) / "dense.onnx"}
-        pruned = extract_subnet(dense_model, uniform_spec(dense, *PRUNED)).eval()
-        export_onnx(pruned, paths["pruned"], img_size=IMG)
-        export_onnx(dense_model, paths["dense"], img_size=IMG)
-        sessions = {k: runtime.load(p, threads=1) for k, p in paths.items()}
+        dense_model, sessions, x = dense_and_pruned(Path(tmp), PRUNED, ("pruned", "dense"))
         phases["idle"] = _series(sessions, x, args.batches)
         steps = _train(dense_model, args.train_s)
         phases["after training"] = _series(sessions, x, args.batches)
@@ -90,7 +77,8 @@ def main() -> int:
             print(f"{phase:15s} {name:7s} p90 " + " ".join(f"{v:.2f}" for v in p90))
     from device_agents.fingerprint import cpu_model
 
-    meta = {"cpu_model": cpu_model(), "runtime": runtime.version(), "train_steps": steps}
+    meta = {"cpu_model": cpu_model(), "runtime": get_runtime("onnxruntime").version()}
+    meta |= {"train_steps": steps}
     meta |= {"train_s": args.train_s, "torch_threads": torch.get_num_threads()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "phases": phases}, indent=1))

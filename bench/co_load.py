@@ -56,6 +56,27 @@ def _neighbour(kind: str, cpu: int) -> None:
         np.copyto(dst, src)
 
 
+def dense_and_pruned(
+    tmp: Path, pruned: tuple[int, int], order: tuple[str, str] = ("dense", "pruned")
+) -> tuple[torch.nn.Module, dict, np.ndarray]:
+    """The dense model (random weights: speed does not depend on them), its uniform cut to
+    `pruned` (dims per head, MLP neurons), both exported to `tmp` and loaded as 1-thread ONNX
+    Runtime sessions keyed in `order` (the order they are timed in), and the input."""
+    runtime = get_runtime("onnxruntime")
+    dense_model = create_model(MODEL, img_size=IMG, num_classes=CLASSES).eval()
+    dense = ArchSpec.dense(MODEL, img_size=IMG, num_classes=CLASSES)
+    models = {
+        "dense": dense_model,
+        "pruned": extract_subnet(dense_model, uniform_spec(dense, *pruned)),
+    }
+    sessions = {}
+    for name in order:
+        export_onnx(models[name].eval(), Path(tmp) / f"{name}.onnx", img_size=IMG)
+        sessions[name] = runtime.load(Path(tmp) / f"{name}.onnx", threads=1)
+    x = np.random.default_rng(0).standard_normal((1, 3, IMG, IMG)).astype(np.float32)
+    return dense_model, sessions, x
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
@@ -67,17 +88,9 @@ def main() -> int:
     if len(cpus) < 2:
         raise SystemExit("needs two vCPUs: one to measure on, one for the neighbour")
     os.sched_setaffinity(0, {cpus[0]})
-    runtime = get_runtime("onnxruntime")
-    dense_model = create_model(MODEL, img_size=IMG, num_classes=CLASSES).eval()
-    dense = ArchSpec.dense(MODEL, img_size=IMG, num_classes=CLASSES)
-    x = np.random.default_rng(0).standard_normal((1, 3, IMG, IMG)).astype(np.float32)
     conditions: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"dense": Path(tmp) / "dense.onnx", "pruned": Path(tmp) / "pruned.onnx"}
-        export_onnx(dense_model, paths["dense"], img_size=IMG)
-        pruned = extract_subnet(dense_model, uniform_spec(dense, *PRUNED)).eval()
-        export_onnx(pruned, paths["pruned"], img_size=IMG)
-        sessions = {k: runtime.load(p, threads=1) for k, p in paths.items()}
+        _, sessions, x = dense_and_pruned(Path(tmp), PRUNED)
         for kind in ("idle", "compute", "memory", "idle again"):
             proc = None
             if kind in ("compute", "memory"):
@@ -109,7 +122,7 @@ def main() -> int:
     meta = {
         "cpu_model": cpu_model(),
         "rounds": args.rounds,
-        "runtime": runtime.version(),
+        "runtime": get_runtime("onnxruntime").version(),
         "pruned": {"dims_per_head": PRUNED[0], "mlp_hidden": PRUNED[1]},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ from vitprune.models import create_model  # noqa: E402
 from vitprune.sample import sample_arch  # noqa: E402
 from worker.measurers import LocalMeasurer  # noqa: E402
 
-UNIFORM = [(8, 112), (16, 112), (16, 240), (32, 384), (48, 512), (64, 112)]  # head dims, neurons
+UNIFORM = ["8:112", "16:112", "16:240", "32:384", "48:512", "64:112"]  # head dims:neurons
 
 
 def main() -> int:
@@ -48,6 +48,13 @@ def main() -> int:
     parser.add_argument("--table", type=Path, help="score this table instead of building one")
     parser.add_argument("--compare-table", type=Path, nargs="*", default=[])
     parser.add_argument("--random", type=int, default=14, help="random sub-networks (seeds 0..)")
+    parser.add_argument(
+        "--uniform",
+        nargs="*",
+        default=UNIFORM,
+        help="uniform networks as DIMS:NEURONS (every block, all heads); a scan of DIMS at one "
+        "NEURONS shows widths that run slower than a wider one",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -69,7 +76,7 @@ def main() -> int:
          dense.model_copy(update={"blocks": [
              BlockSpec(heads=heads, qk_dim=dim, v_dim=dim, mlp_hidden=hidden) for _ in dense.blocks
          ]}))
-        for dim, hidden in UNIFORM
+        for dim, hidden in (map(int, u.split(":")) for u in args.uniform)
     ]  # fmt: skip
     specs += [
         (f"random seed {s}", sample_arch(args.model, seed=s, img_size=args.img_size,

@@ -76,7 +76,7 @@ class SizeMeasurer:
             ms *= self.cut_bias
         if protocol.runs < 200:
             ms *= self.quick_bias
-        if path.name == "reference.onnx" and self.reference_bias:
+        if path.name == "reference.onnx" and self.calls and self.reference_bias:
             ms *= self.reference_bias.pop(0)
         if "cand" in path.name and self.candidate_spikes:
             ms *= self.candidate_spikes.pop(0)
@@ -358,6 +358,24 @@ def test_a_search_miss_the_devices_drift_explains_does_not_shrink_the_network(tm
     assert len(searched(slow)) == len(searched(quiet)) == 1
     assert slow.certificate.arch_sha256 == quiet.certificate.arch_sha256
     assert len(searched(busy)) > 1 and searched(busy)[-1]["gmacs"] < searched(slow)[0]["gmacs"]
+
+
+def test_a_slow_phase_from_before_the_search_does_not_shrink_the_network(tmp_path):
+    """The device turns slow before the search (after a fit) and stays slow for it: the dense
+    model reads 40% and 50% slow, the first candidate 50%. The dense model's speed is its
+    fastest reading, so the miss is the device's and the job ends as on a quiet device. (With
+    the median of the readings as the speed, the slow readings set it, the drift read 1.25
+    and the network shrank.)"""
+    spec = JobCreate(model=MODEL, img_size=32, budget_fraction=0.6)
+    quiet, _, _ = _run(tmp_path / "quiet", spec, SizeMeasurer())
+    slow, _, _ = _run(
+        tmp_path / "slow", spec, SizeMeasurer(candidate_spikes=[1.5], reference_bias=[1.4, 1.5])
+    )
+    (check, *_) = [c for c in slow.report["drift_checks"] if c["for"] == "search"]
+    assert check["drift"] == pytest.approx(1.5)
+    searched = [r for r in slow.report["rounds"] if r["kind"] == "search"]
+    assert searched[0]["measured_ms"] > 5.7, "the reading itself missed"
+    assert slow.certificate.arch_sha256 == quiet.certificate.arch_sha256
 
 
 def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_path):
