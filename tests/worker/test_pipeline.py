@@ -24,7 +24,7 @@ from budgetprune.schemas import (
 )
 from budgetprune.signing import CertificateSigner
 from budgetprune.verify import verify_dir
-from worker.pipeline import PRICE_TRIES, run_pipeline
+from worker.pipeline import GIVEBACK_SLOW_RETRIES, PRICE_TRIES, run_pipeline
 
 MODEL = "deit_tiny_patch16_224"
 pytestmark = pytest.mark.slow
@@ -45,7 +45,9 @@ class SizeMeasurer:
         giveback_bias: float = 1.0,
         baseline_bias: float = 1.0,
         cut_bias: float = 1.0,
+        giveback_spikes: list[float] | None = None,
     ) -> None:
+        self.giveback_spikes = list(giveback_spikes or [])  # the next grown certifications
         self.cut_bias = cut_bias  # a grown network's cut reads this much off when priced
         self.baseline_bias = baseline_bias  # the dense model's first timing reads this much off
         self.quick_bias = quick_bias
@@ -72,6 +74,8 @@ class SizeMeasurer:
             ms = self.certify_line[0] + self.certify_line[1] * ms
         if path.name == "giveback.onnx":
             ms *= self.giveback_bias
+        if certify and path.name == "giveback.onnx" and self.giveback_spikes:
+            ms *= self.giveback_spikes.pop(0)
         if path.name == "giveback-cut.onnx":
             ms *= self.cut_bias
         if protocol.runs < 200:
@@ -411,15 +415,19 @@ def test_well_under_budget_gives_width_back_and_certifies_the_grown_model(tmp_pa
 def test_a_grown_model_that_misses_keeps_the_certified_one(tmp_path):
     """The first certification reads 30% low (a fast phase): the grown model misses, the
     second round aims halfway back and misses too; neither is delivered. The certified
-    network, timed beside each grown one, reads as it is: the grown one is scaled by 0.7."""
+    network, timed beside each grown one, reads as it is: the grown one is scaled by 0.7, so
+    it passes at the certified speed and each is certified again twice before it counts as
+    missed."""
     measurer = SizeMeasurer(certify_bias=[0.7, 0.7])
     result, _, _ = _run(
         tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
     )
     rounds = result.report["rounds"]
     grown = [r for r in rounds if r["kind"] == "giveback"]
-    assert len(grown) == 2 and all(r["measured_ms"] > 6.0 * 0.95 for r in grown)
-    assert grown[1]["goal_ms"] < grown[0]["goal_ms"], "after a miss the next round aims lower"
+    tries = 1 + GIVEBACK_SLOW_RETRIES
+    assert len(grown) == 2 * tries and all(r["measured_ms"] > 6.0 * 0.95 for r in grown)
+    assert len({r["arch_sha256"] for r in grown[:tries]}) == 1
+    assert grown[tries]["goal_ms"] < grown[0]["goal_ms"], "after a miss the next round aims lower"
     certified = next(r for r in rounds if r["kind"] == "certify")
     assert result.certificate.certified_ms == pytest.approx(certified["measured_ms"])
     assert result.report["cost"]["pruned_gmacs"] == pytest.approx(certified["gmacs"])
@@ -427,6 +435,25 @@ def test_a_grown_model_that_misses_keeps_the_certified_one(tmp_path):
     assert beside == pytest.approx([certified["measured_ms"] / 0.7] * 2)
     at_certified = grown[0]["measured_ms"] * 0.7
     assert grown[0]["at_certified_speed_ms"] == pytest.approx(at_certified)
+
+
+def test_a_grown_network_that_misses_only_because_the_device_slowed_is_certified_again(tmp_path):
+    """After the certification the device turns 30% slower for a while: the certified network
+    reads 30% slow beside the first certification of the grown one, which misses as measured
+    and passes at the certified network's speed. The same bytes are certified again (no second
+    fine-tune), pass, and are delivered."""
+    measurer = SizeMeasurer(
+        quick_bias=1.2, certify_bias=[1.0, 1.0, 1.3, 1.3], giveback_spikes=[1.3, 1.3]
+    )
+    result, _, _ = _run(
+        tmp_path, JobCreate(model=MODEL, img_size=32, budget_fraction=0.6), measurer
+    )
+    grown = [r for r in result.report["rounds"] if r["kind"] == "giveback"]
+    assert len(grown) == 2 and grown[0]["arch_sha256"] == grown[1]["arch_sha256"]
+    assert grown[0]["measured_ms"] > 6.0 * 0.95 >= grown[0]["at_certified_speed_ms"]
+    assert grown[1]["measured_ms"] <= 6.0 * 0.95
+    assert result.certificate.arch_sha256 == grown[1]["arch_sha256"]
+    assert result.certificate.certified_ms == pytest.approx(grown[1]["measured_ms"])
 
 
 def test_a_step_that_measures_too_dear_is_not_fine_tuned(tmp_path):
