@@ -803,7 +803,7 @@ class Pipeline:
         an Intel model-207 host a hiap job's fit left the device slow (the dense model 7.63 ms at
         the baseline, 10.92 and 11.59 in the search), the slow readings became the median, the
         search's misses went unexplained and the network shrank from 27 heads and 1296 MLP
-        neurons to 21 and 1168 (bench/README.md, 2026-12-08). Drift only ever excuses a miss
+        neurons to 21 and 1168 (bench/README.md, 2026-12-07/08 night). Drift only excuses a miss
         (`max(1, drift)`), and every excused network is still certified as measured."""
         readings = [self.pick(self.dense_result)]
         readings += [float(c["reference_ms"]) for c in self.drift_checks]  # type: ignore[arg-type]
