@@ -683,7 +683,7 @@ class Pipeline:
         """The job's percentile, not the p50: in `make demo` on an Intel model-207 host, p50
         ratios priced two grown networks at 1.12 and 1.04 of the certified one, whose p90s
         then read 1.53 and 1.17 of it."""
-        return self.pick(self.measurer.measure(path, self.quick, self.input_shape))
+        return self.pick(self.settled(path, self.quick))
 
     def _certify_under_budget(self, arch: ArchSpec, staging: Path) -> _Certified:
         """Fine-tune (when there is data), export the bytes to deliver, and certify them.
